@@ -1,0 +1,40 @@
+/**
+ * Stop writing once this many bytes wait in the WebSocket's send buffer. Large
+ * enough to keep a fast link busy, small enough that a peer that stops reading
+ * cannot pin much memory
+ */
+export const MAX_BUFFERED_AMOUNT = 4 * 1024 * 1024
+
+/**
+ * Where no drain event is available (the browser WebSocket), how often to look
+ * at `bufferedAmount` while writing is paused
+ */
+export const BUFFERED_AMOUNT_POLL_INTERVAL = 10
+
+/**
+ * How long a graceful close waits for the peer to answer our close frame
+ * before the socket is terminated. A healthy peer answers within one round
+ * trip, so this is several times the worst round trips seen on real links
+ */
+export const CLOSE_TIMEOUT = 2_000
+
+/**
+ * How long an inbound socket may take from accept to a completed WebSocket
+ * upgrade (first byte, TLS, HTTP headers). Other libp2p implementations bound
+ * the whole inbound handshake at 3 to 15 seconds
+ */
+export const HANDSHAKE_TIMEOUT = 10_000
+
+/**
+ * Largest incoming WebSocket message accepted. libp2p with noise never sends
+ * a message larger than one noise frame (65,535 bytes plus a 2 byte length
+ * prefix); this leaves room for other encrypters while keeping `ws`'s 100 MiB
+ * default from letting one frame pin that much memory
+ */
+export const MAX_PAYLOAD = 1024 * 1024
+
+/**
+ * Same default as `@libp2p/tcp`: a connection with no traffic for this long is
+ * closed
+ */
+export const SOCKET_INACTIVITY_TIMEOUT = 2 * 60 * 1_000

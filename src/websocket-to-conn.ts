@@ -1,0 +1,212 @@
+import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
+import { AbstractMultiaddrConnection } from '@libp2p/utils'
+import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
+import { terminateWebSocket } from './terminate.ts'
+import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
+import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
+import type { Socket } from 'node:net'
+import type { Uint8ArrayList } from 'uint8arraylist'
+
+const OPEN = 1
+const CLOSED = 3
+
+/**
+ * What this module needs of a WebSocket: the browser's and `ws`'s both fit.
+ * The optional members exist on `ws` only
+ */
+export interface WebSocketLike {
+  binaryType: string
+  readonly bufferedAmount: number
+  readonly readyState: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: string, listener: (evt: any) => void, options?: { once?: boolean }): void
+  removeEventListener(type: string, listener: (evt: any) => void): void
+  terminate?(): void
+  pause?(): void
+  resume?(): void
+}
+
+export interface WebSocketMultiaddrConnectionInit extends Omit<AbstractMultiaddrConnectionInit, 'name'> {
+  websocket: WebSocketLike
+
+  /**
+   * The TCP or TLS socket under the WebSocket, where there is one to reach
+   * (Node.js). It gives drain events and the inactivity timeout
+   */
+  socket?: Socket
+
+  maxBufferedAmount?: number
+  bufferedAmountPollInterval?: number
+  closeTimeout?: number
+}
+
+class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
+  private readonly websocket: WebSocketLike
+  private readonly socket?: Socket
+  private readonly maxBufferedAmount: number
+  private readonly bufferedAmountPollInterval: number
+  private readonly closeTimeout: number
+  private bufferedAmountPoll?: ReturnType<typeof setTimeout>
+
+  constructor (init: WebSocketMultiaddrConnectionInit) {
+    super(init)
+
+    this.websocket = init.websocket
+    this.socket = init.socket
+    this.maxBufferedAmount = init.maxBufferedAmount ?? MAX_BUFFERED_AMOUNT
+    this.bufferedAmountPollInterval = init.bufferedAmountPollInterval ?? BUFFERED_AMOUNT_POLL_INTERVAL
+    this.closeTimeout = init.closeTimeout ?? CLOSE_TIMEOUT
+
+    this.onMessage = this.onMessage.bind(this)
+    this.websocket.addEventListener('message', this.onMessage)
+
+    // `ws` emits 'error' for protocol violations by the peer (bad frames,
+    // oversize messages): it has already sent the right close code and will
+    // emit 'close' next, but an 'error' nobody listens to would crash the
+    // process
+    this.websocket.addEventListener('error', (evt) => {
+      this.log('websocket error - %e', evt?.error ?? evt)
+    })
+
+    this.websocket.addEventListener('close', (evt) => {
+      this.log('closed - code %d, reason "%s", wasClean %s', evt.code, evt.reason, evt.wasClean)
+      this.stopPolling()
+      this.websocket.removeEventListener('message', this.onMessage)
+
+      // a close we started ends as a close even if we had to terminate it
+      if (evt.wasClean === true || this.status === 'closing') {
+        this.onTransportClosed()
+        return
+      }
+
+      this.onRemoteReset()
+    }, { once: true })
+
+    if (this.socket != null) {
+      this.socket.on('drain', () => {
+        this.maybeDrained()
+      })
+
+      // `ws` clears the socket's timeout when it takes the socket, so this
+      // must happen after the WebSocket is open
+      if (init.inactivityTimeout !== 0) {
+        this.socket.setTimeout(this.inactivityTimeout)
+        this.socket.once('timeout', () => {
+          this.abort(new TimeoutError(`No traffic for ${this.inactivityTimeout}ms`))
+        })
+      }
+    }
+  }
+
+  private onMessage (evt: { data: unknown }): void {
+    const data = evt.data
+
+    if (data instanceof Uint8Array) {
+      this.onData(data)
+    } else if (data instanceof ArrayBuffer) {
+      this.onData(new Uint8Array(data))
+    } else if (typeof data === 'string') {
+      this.abort(new InvalidMessageError('Received a text frame, libp2p only uses binary frames'))
+    } else {
+      this.abort(new InvalidMessageError('Received a binary frame of an unsupported type, binaryType must be "arraybuffer" or "nodebuffer"'))
+    }
+  }
+
+  sendData (data: Uint8ArrayList): SendResult {
+    for (const buf of data) {
+      this.websocket.send(buf)
+    }
+
+    const canSendMore = this.websocket.bufferedAmount < this.maxBufferedAmount
+
+    if (!canSendMore && this.socket == null) {
+      this.pollBufferedAmount()
+    }
+
+    return {
+      sentBytes: data.byteLength,
+      canSendMore
+    }
+  }
+
+  sendReset (): void {
+    this.stopPolling()
+    terminateWebSocket(this.websocket)
+  }
+
+  async sendClose (options?: AbortOptions): Promise<void> {
+    this.stopPolling()
+
+    if (this.websocket.readyState === CLOSED) {
+      return
+    }
+
+    const closed = new Promise<void>(resolve => {
+      this.websocket.addEventListener('close', () => { resolve() }, { once: true })
+    })
+
+    const terminate = (): void => {
+      this.log('peer did not complete the closing handshake, terminating')
+      terminateWebSocket(this.websocket)
+    }
+    const timer = setTimeout(terminate, this.closeTimeout)
+    options?.signal?.addEventListener('abort', terminate, { once: true })
+
+    try {
+      if (this.websocket.readyState === OPEN) {
+        this.websocket.close(1000)
+      }
+
+      await closed
+    } finally {
+      clearTimeout(timer)
+      options?.signal?.removeEventListener('abort', terminate)
+    }
+  }
+
+  sendPause (): void {
+    this.websocket.pause?.()
+  }
+
+  sendResume (): void {
+    this.websocket.resume?.()
+  }
+
+  private maybeDrained (): void {
+    if (this.websocket.bufferedAmount < this.maxBufferedAmount) {
+      this.safeDispatchEvent('drain')
+    }
+  }
+
+  private pollBufferedAmount (): void {
+    if (this.bufferedAmountPoll != null) {
+      return
+    }
+
+    const poll = (): void => {
+      this.bufferedAmountPoll = undefined
+
+      if (this.websocket.bufferedAmount < this.maxBufferedAmount) {
+        this.safeDispatchEvent('drain')
+        return
+      }
+
+      this.bufferedAmountPoll = setTimeout(poll, this.bufferedAmountPollInterval)
+    }
+
+    this.bufferedAmountPoll = setTimeout(poll, this.bufferedAmountPollInterval)
+  }
+
+  private stopPolling (): void {
+    clearTimeout(this.bufferedAmountPoll)
+    this.bufferedAmountPoll = undefined
+  }
+}
+
+/**
+ * Wrap an open WebSocket as a libp2p MultiaddrConnection
+ */
+export function webSocketToMaConn (init: WebSocketMultiaddrConnectionInit): MultiaddrConnection {
+  return new WebSocketMultiaddrConnection(init)
+}
