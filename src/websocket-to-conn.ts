@@ -74,13 +74,15 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       this.stopPolling()
       this.websocket.removeEventListener('message', this.onMessage)
 
-      // a close we started ends as a close even if we had to terminate it
-      if (evt.wasClean === true || this.status === 'closing') {
-        this.onTransportClosed()
+      // only a connection still open can be reset by the peer: one we were
+      // closing ends as closed even if we had to terminate it, one we aborted
+      // stays aborted
+      if (this.status === 'open' && evt.wasClean !== true) {
+        this.onRemoteReset()
         return
       }
 
-      this.onRemoteReset()
+      this.onTransportClosed()
     }, { once: true })
 
     if (this.socket != null) {

@@ -1,0 +1,179 @@
+import { defaultLogger } from '@libp2p/logger'
+import { multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'aegir/chai'
+import { pEvent } from 'p-event'
+import { WebSocket, WebSocketServer } from 'ws'
+import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
+import { withDeadline } from './fixtures/deadline.ts'
+import { muteWebSocketServer } from './fixtures/mute-websocket-server.ts'
+import type { MuteWebSocketServer } from './fixtures/mute-websocket-server.ts'
+import type { MultiaddrConnection } from '@libp2p/interface'
+import type { Socket, AddressInfo } from 'node:net'
+import type { WebSocket as ServerSideWebSocket } from 'ws'
+
+const CLOSE_TIMEOUT = 300
+
+async function openClient (url: string): Promise<{ websocket: WebSocket, socket: Socket }> {
+  const websocket = new WebSocket(url)
+  websocket.on('error', () => {})
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    let upgraded: Socket | undefined
+    websocket.once('upgrade', (res) => { upgraded = res.socket as Socket })
+    websocket.once('open', () => { resolve(upgraded as Socket) })
+    websocket.once('error', reject)
+  })
+
+  return { websocket, socket }
+}
+
+function toMaConn (websocket: WebSocket, socket: Socket): MultiaddrConnection {
+  return webSocketToMaConn({
+    websocket,
+    socket,
+    remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
+    direction: 'outbound',
+    log: defaultLogger().forComponent('test:websocket-to-conn'),
+    closeTimeout: CLOSE_TIMEOUT
+  })
+}
+
+function activeTimers (): number {
+  return process.getActiveResourcesInfo().filter(resource => resource === 'Timeout').length
+}
+
+describe('a connection over a WebSocket', () => {
+  let server: WebSocketServer | undefined
+  let mute: MuteWebSocketServer | undefined
+  let peer: Promise<ServerSideWebSocket>
+
+  const healthyServer = async (): Promise<string> => {
+    server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await pEvent(server, 'listening')
+    peer = pEvent(server, 'connection')
+    return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`
+  }
+
+  afterEach(async () => {
+    server?.clients.forEach(client => { client.terminate() })
+    server?.close()
+    await mute?.close()
+    server = mute = undefined
+  })
+
+  it('closes cleanly on both sides against a healthy peer, leaving no timer', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const remoteClose = new Promise<number>(resolve => { remote.once('close', (code: number) => { resolve(code) }) })
+    const timers = activeTimers()
+    const maConn = toMaConn(websocket, socket)
+
+    const start = Date.now()
+    await withDeadline(maConn.close(), 2_000, 'close()')
+
+    expect(Date.now() - start).to.be.lessThan(CLOSE_TIMEOUT)
+    expect(maConn.status).to.equal('closed')
+    expect(await withDeadline(remoteClose, 1_000, 'the peer seeing the close')).to.equal(1000)
+    expect(socket.destroyed).to.be.true()
+    expect(activeTimers()).to.be.at.most(timers)
+  })
+
+  it('terminates the socket when a peer that stopped answering does not complete the closing handshake', async () => {
+    mute = await muteWebSocketServer()
+    const { websocket, socket } = await openClient(mute.url)
+    const maConn = toMaConn(websocket, socket)
+    const timers = activeTimers()
+
+    const start = Date.now()
+    await withDeadline(maConn.close(), 2_000, 'close()')
+    const elapsed = Date.now() - start
+
+    expect(elapsed).to.be.at.least(CLOSE_TIMEOUT - 20)
+    expect(elapsed).to.be.lessThan(CLOSE_TIMEOUT + 1_000)
+    expect(socket.destroyed).to.be.true()
+    await withDeadline(mute.clientClosed(), 1_000, 'the peer seeing the socket close')
+    expect(activeTimers()).to.be.at.most(timers)
+  })
+
+  it('terminates at once when the close is aborted', async () => {
+    mute = await muteWebSocketServer()
+    const { websocket, socket } = await openClient(mute.url)
+    const maConn = toMaConn(websocket, socket)
+    const controller = new AbortController()
+
+    const closing = maConn.close({ signal: controller.signal })
+    controller.abort()
+    await withDeadline(closing, CLOSE_TIMEOUT / 2, 'close()')
+
+    expect(socket.destroyed).to.be.true()
+  })
+
+  it('reset terminates the socket without a closing handshake', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const remoteClose = new Promise<number>(resolve => { remote.once('close', (code: number) => { resolve(code) }) })
+    const maConn = toMaConn(websocket, socket)
+
+    maConn.abort(new Error('reset by test'))
+
+    // 1006: the connection dropped with no close frame
+    expect(await withDeadline(remoteClose, 1_000, 'the peer seeing the reset')).to.equal(1006)
+    expect(socket.destroyed).to.be.true()
+    expect(maConn.status).to.equal('aborted')
+  })
+
+  it('a peer reset ends the connection as reset', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const maConn = toMaConn(websocket, socket)
+    const closed = pEvent(maConn, 'close')
+
+    remote.terminate()
+
+    const evt: any = await withDeadline(closed, 1_000, 'the connection closing')
+    expect(evt.error).to.have.property('name', 'StreamResetError')
+    expect(maConn.status).to.equal('reset')
+  })
+
+  it('aborts with a clear error on a text frame', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const maConn = toMaConn(websocket, socket)
+    const closed = pEvent(maConn, 'close')
+
+    remote.send('not libp2p')
+
+    const evt: any = await withDeadline(closed, 1_000, 'the connection closing')
+    expect(evt.error).to.have.property('name', 'InvalidMessageError')
+    expect(evt.error.message).to.include('text frame')
+    expect(maConn.status).to.equal('aborted')
+  })
+
+  it('delivers binary messages as data', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const maConn = toMaConn(websocket, socket)
+    const message = pEvent(maConn, 'message')
+
+    remote.send(Uint8Array.from([1, 2, 3]))
+
+    const evt: any = await withDeadline(message, 1_000, 'a message')
+    expect(evt.data.subarray()).to.equalBytes(Uint8Array.from([1, 2, 3]))
+    maConn.abort(new Error('done'))
+  })
+
+  it('closes an idle connection after the inactivity timeout', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const maConn = webSocketToMaConn({
+      websocket,
+      socket,
+      remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
+      direction: 'outbound',
+      log: defaultLogger().forComponent('test:websocket-to-conn'),
+      inactivityTimeout: 100
+    })
+
+    const evt: any = await withDeadline(pEvent(maConn, 'close'), 2_000, 'the idle connection closing')
+    expect(evt.error).to.have.property('name', 'TimeoutError')
+    expect(socket.destroyed).to.be.true()
+  })
+})
