@@ -1,8 +1,8 @@
-import { expect } from 'aegir/chai'
 import { multiaddr } from '@multiformats/multiaddr'
+import { expect } from 'aegir/chai'
 import { startNodeProcess } from './fixtures/node-process-handle.ts'
-import { silentClient } from './fixtures/stalled-clients.ts'
 import { silentServer } from './fixtures/silent-server.ts'
+import { silentClient } from './fixtures/stalled-clients.ts'
 import type { NodeProcess } from './fixtures/node-process-handle.ts'
 import type { SilentServer } from './fixtures/silent-server.ts'
 

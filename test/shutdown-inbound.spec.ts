@@ -13,7 +13,6 @@ import type { WebSocket } from 'ws'
 
 const STOP_DEADLINE = 5_000
 
-
 interface Stage {
   name: string
   secure: boolean
@@ -37,32 +36,30 @@ describe('inbound sockets are terminated by node.stop() in every phase', () => {
     node = undefined
   })
 
-  for (const stage of stages) {
-    for (const count of [1, 50]) {
-      it(`${stage.name} (${count} at once)`, async () => {
-        node = await createNode({
-          listen: [stage.secure ? '/ip4/127.0.0.1/tcp/0/tls/ws' : '/ip4/127.0.0.1/tcp/0/ws'],
-          init: { https: certificate },
-          // libp2p refuses more than 10 pending upgrades, and 5 a second from one host, by default
-          config: { connectionManager: { maxIncomingPendingConnections: 100, inboundConnectionThreshold: 100 } }
-        })
-        const listener = listenerOf(node)
-        const ma = node.getMultiaddrs()[0]
-
-        const clients = await withDeadline(Promise.all(
-          Array.from({ length: count }, async () => stage.client(ma))
-        ), 10_000, 'clients reaching their phase')
-
-        await until(() => listener.socketCounts()[stage.phase] === count, 5_000, `${count} sockets in phase ${stage.phase}`)
-        expect(totalOf(listener.socketCounts())).to.equal(count)
-
-        await withDeadline(node.stop(), STOP_DEADLINE, 'node.stop()')
-
-        expect(totalOf(listener.socketCounts())).to.equal(0)
-        await withDeadline(Promise.all(clients.map(closedByServer)), 1_000, 'every client socket closing')
+  stages.flatMap(stage => [1, 50].map(count => ({ stage, count }))).forEach(({ stage, count }) => {
+    it(`${stage.name} (${count} at once)`, async () => {
+      node = await createNode({
+        listen: [stage.secure ? '/ip4/127.0.0.1/tcp/0/tls/ws' : '/ip4/127.0.0.1/tcp/0/ws'],
+        init: { https: certificate },
+        // libp2p refuses more than 10 pending upgrades, and 5 a second from one host, by default
+        config: { connectionManager: { maxIncomingPendingConnections: 100, inboundConnectionThreshold: 100 } }
       })
-    }
-  }
+      const listener = listenerOf(node)
+      const ma = node.getMultiaddrs()[0]
+
+      const clients = await withDeadline(Promise.all(
+        Array.from({ length: count }, async () => stage.client(ma))
+      ), 10_000, 'clients reaching their phase')
+
+      await until(() => listener.socketCounts()[stage.phase] === count, 5_000, `${count} sockets in phase ${stage.phase}`)
+      expect(totalOf(listener.socketCounts())).to.equal(count)
+
+      await withDeadline(node.stop(), STOP_DEADLINE, 'node.stop()')
+
+      expect(totalOf(listener.socketCounts())).to.equal(0)
+      await withDeadline(Promise.all(clients.map(closedByServer)), 1_000, 'every client socket closing')
+    })
+  })
 })
 
 describe('inbound sockets do not depend on the HTTP servers closing them', () => {

@@ -49,7 +49,7 @@ describe('a connection over a WebSocket', () => {
   const healthyServer = async (): Promise<string> => {
     server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
     await pEvent(server, 'listening')
-    peer = pEvent(server, 'connection')
+    peer = new Promise(resolve => server?.once('connection', resolve))
     return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`
   }
 
