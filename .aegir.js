@@ -1,7 +1,9 @@
 /** @type {import('aegir').PartialOptions} */
 export default {
   build: {
-    bundlesizeMax: '40KB'
+    // upstream @libp2p/websockets 10.1.21 bundles to 19.6 KB gzipped
+    bundlesize: true,
+    bundlesizeMax: '22KB'
   },
   test: {
     // every test bounds its own waits; this only catches a test that forgot to
@@ -11,6 +13,13 @@ export default {
     ignore: [
       // provides the Node.js 22 runtime npm scripts run on
       'node'
+    ],
+    productionIgnorePatterns: [
+      '/benchmarks',
+      '/demo',
+      '/dist',
+      '/test',
+      '.aegir.js'
     ]
   }
 }
