@@ -186,7 +186,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.countEvent('connection')
 
-    if (this.handshakingSockets() >= this.maxInboundHandshakes) {
+    if (this.maxInboundHandshakes !== Infinity && this.handshakingSockets() >= this.maxInboundHandshakes) {
       this.log('%d sockets are already handshaking, dropping %s', this.maxInboundHandshakes, socket.remoteAddress)
       this.countEvent('handshake_limit')
       socket.destroy()
