@@ -198,11 +198,14 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   private readonly components: WebSocketsComponents
   private readonly metrics?: WebSocketsMetrics
   private readonly dialed: SocketRegistry<WebSocketLike, OutboundPhase>
+  private stopping: boolean
 
   constructor (components: WebSocketsComponents, init: WebSocketsInit = {}) {
     this.log = components.logger.forComponent('libp2p:websockets')
     this.components = components
     this.init = init
+    this.stopping = false
+    this.isStopping = this.isStopping.bind(this)
     this.dialed = new SocketRegistry(OUTBOUND_PHASES, {
       terminate: terminateWebSocket,
       onClose: (websocket, onClose) => {
@@ -235,11 +238,23 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   ]
 
   start (): void {
+    this.stopping = false
+  }
 
+  /**
+   * libp2p closes its connections next: from now on a close does not wait for
+   * the peer's closing handshake, as a TCP close does not
+   */
+  beforeStop (): void {
+    this.stopping = true
   }
 
   stop (): void {
 
+  }
+
+  private isStopping (): boolean {
+    return this.stopping
   }
 
   /**
@@ -282,7 +297,8 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
       maxBufferedAmount: this.init.maxBufferedAmount,
       bufferedAmountPollInterval: this.init.bufferedAmountPollInterval,
       closeTimeout: this.init.closeTimeout,
-      inactivityTimeout: this.init.outboundSocketInactivityTimeout
+      inactivityTimeout: this.init.outboundSocketInactivityTimeout,
+      isStopping: this.isStopping
     })
     this.log('new outbound connection %s', maConn.remoteAddr)
     this.dialed.advance(websocket, 'upgrading')
@@ -376,7 +392,8 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     }, {
       ...this.init,
       ...options,
-      inactivityTimeout: this.init.inboundSocketInactivityTimeout
+      inactivityTimeout: this.init.inboundSocketInactivityTimeout,
+      isStopping: this.isStopping
     })
   }
 

@@ -37,6 +37,7 @@ export interface WebSocketListenerInit extends CreateListenerOptions {
   maxInboundHandshakes?: number
   backlog?: number
   listenOpts?: WebSocketsSocketOptions
+  isStopping?(): boolean
 }
 
 /**
@@ -336,7 +337,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       maxBufferedAmount: this.init.maxBufferedAmount,
       bufferedAmountPollInterval: this.init.bufferedAmountPollInterval,
       closeTimeout: this.init.closeTimeout,
-      inactivityTimeout: this.init.inactivityTimeout
+      inactivityTimeout: this.init.inactivityTimeout,
+      isStopping: this.init.isStopping
     })
 
     this.log('new inbound connection %s', maConn.remoteAddr)

@@ -1,5 +1,6 @@
 import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
+import { pEvent } from 'p-event'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
 import { terminateWebSocket } from './terminate.ts'
 import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
@@ -39,6 +40,12 @@ export interface WebSocketMultiaddrConnectionInit extends Omit<AbstractMultiaddr
   maxBufferedAmount?: number
   bufferedAmountPollInterval?: number
   closeTimeout?: number
+
+  /**
+   * True while the node is stopping: a close then does not wait for the
+   * peer's closing handshake
+   */
+  isStopping?(): boolean
 }
 
 class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
@@ -47,6 +54,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
   private readonly maxBufferedAmount: number
   private readonly bufferedAmountPollInterval: number
   private readonly closeTimeout: number
+  private readonly isStopping: () => boolean
   private bufferedAmountPoll?: ReturnType<typeof setTimeout>
 
   constructor (init: WebSocketMultiaddrConnectionInit) {
@@ -57,6 +65,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.maxBufferedAmount = init.maxBufferedAmount ?? MAX_BUFFERED_AMOUNT
     this.bufferedAmountPollInterval = init.bufferedAmountPollInterval ?? BUFFERED_AMOUNT_POLL_INTERVAL
     this.closeTimeout = init.closeTimeout ?? CLOSE_TIMEOUT
+    this.isStopping = init.isStopping ?? (() => false)
 
     this.onMessage = this.onMessage.bind(this)
     this.websocket.addEventListener('message', this.onMessage)
@@ -149,10 +158,12 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     })
 
     const terminate = (): void => {
-      this.log('peer did not complete the closing handshake, terminating')
       terminateWebSocket(this.websocket)
     }
-    const timer = setTimeout(terminate, this.closeTimeout)
+    const timer = setTimeout(() => {
+      this.log('peer did not complete the closing handshake within %dms, terminating', this.closeTimeout)
+      terminate()
+    }, this.closeTimeout)
     options?.signal?.addEventListener('abort', terminate, { once: true })
 
     try {
@@ -160,11 +171,31 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
         this.websocket.close(1000)
       }
 
+      // while the node stops, a close is ours alone, as it is for TCP: what
+      // we sent (the close frame included) is flushed, the peer's answer is
+      // not awaited
+      if (this.isStopping()) {
+        await this.flushed()
+        terminate()
+      }
+
       await closed
     } finally {
       clearTimeout(timer)
       options?.signal?.removeEventListener('abort', terminate)
     }
+  }
+
+  /**
+   * Resolves once the socket has handed everything written to the kernel, or
+   * has closed
+   */
+  private async flushed (): Promise<void> {
+    if (this.socket == null || this.socket.destroyed || this.socket.writableLength === 0) {
+      return
+    }
+
+    await pEvent(this.socket, 'drain', { rejectionEvents: ['close'] }).catch(() => {})
   }
 
   sendPause (): void {

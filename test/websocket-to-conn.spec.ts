@@ -26,10 +26,11 @@ async function openClient (url: string): Promise<{ websocket: WebSocket, socket:
   return { websocket, socket }
 }
 
-function toMaConn (websocket: WebSocket, socket: Socket): MultiaddrConnection {
+function toMaConn (websocket: WebSocket, socket: Socket, isStopping?: () => boolean): MultiaddrConnection {
   return webSocketToMaConn({
     websocket,
     socket,
+    isStopping,
     remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
     direction: 'outbound',
     log: defaultLogger().forComponent('test:websocket-to-conn'),
@@ -92,6 +93,19 @@ describe('a connection over a WebSocket', () => {
     expect(socket.destroyed).to.be.true()
     await withDeadline(mute.clientClosed(), 1_000, 'the peer seeing the socket close')
     expect(activeTimers()).to.be.at.most(timers)
+  })
+
+  it('while the node stops, sends the close frame and does not wait for the peer', async () => {
+    mute = await muteWebSocketServer()
+    const { websocket, socket } = await openClient(mute.url)
+    const maConn = toMaConn(websocket, socket, () => true)
+
+    await withDeadline(maConn.close(), CLOSE_TIMEOUT / 2, 'close()')
+    await withDeadline(mute.clientClosed(), 1_000, 'the peer seeing the socket close')
+
+    expect(socket.destroyed).to.be.true()
+    // a masked close frame: FIN + opcode 8, then the mask bit and length 2
+    expect(mute.received().subarray(0, 2)).to.equalBytes(Uint8Array.from([0x88, 0x82]))
   })
 
   it('terminates at once when the close is aborted', async () => {
