@@ -319,6 +319,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     }
 
     const socket = req.socket as net.Socket
+    // the HTTPS server hands us the TLS socket wrapping the one we accepted
+    const protocol = (socket as tls.TLSSocket).encrypted === true ? '/tls/ws' : '/ws'
     const controller = new AbortController()
     applySocketOptions(socket, this.init.listenOpts)
 
@@ -329,7 +331,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     const maConn = webSocketToMaConn({
       websocket,
       socket,
-      remoteAddr: toMultiaddr(socket.remoteAddress ?? raw.remoteAddress ?? '0.0.0.0', socket.remotePort ?? raw.remotePort ?? 0).encapsulate('/ws'),
+      remoteAddr: toMultiaddr(socket.remoteAddress ?? raw.remoteAddress ?? '0.0.0.0', socket.remotePort ?? raw.remotePort ?? 0).encapsulate(protocol),
       metrics: this.metrics.events,
       metricPrefix: `${this.addr} `,
       direction: 'inbound',
