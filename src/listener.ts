@@ -196,6 +196,14 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.sockets.track(socket, 'accepted')
 
+    const deadline = setTimeout(() => {
+      if (HANDSHAKE_PHASES.has(this.sockets.phaseOf(socket) ?? 'open')) {
+        this.log('no WebSocket upgrade within %dms in phase %s, destroying socket', this.handshakeTimeout, this.sockets.phaseOf(socket))
+        this.countEvent('handshake_timeout')
+        socket.destroy()
+      }
+    }, this.handshakeTimeout)
+
     socket.on('error', (err) => {
       this.log('socket error - %e', err)
       this.countEvent('error')
@@ -204,14 +212,6 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       clearTimeout(deadline)
       this.countEvent('close')
     })
-
-    const deadline = setTimeout(() => {
-      if (HANDSHAKE_PHASES.has(this.sockets.phaseOf(socket) ?? 'open')) {
-        this.log('no WebSocket upgrade within %dms in phase %s, destroying socket', this.handshakeTimeout, this.sockets.phaseOf(socket))
-        this.countEvent('handshake_timeout')
-        socket.destroy()
-      }
-    }, this.handshakeTimeout)
 
     socket.once('readable', () => {
       const chunk: Buffer | null = socket.read(1)
