@@ -33,7 +33,7 @@ import { multiaddrToUri as toUri } from '@multiformats/multiaddr-to-uri'
 import WebSocket from 'it-ws/web-socket'
 import { pEvent } from 'p-event'
 import { CustomProgressEvent } from 'progress-events'
-import { MAX_PAYLOAD } from './constants.ts'
+import { CLOSE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
 import { createListener } from './listener.ts'
 import { applySocketOptions } from './socket-options.ts'
 import { SocketRegistry } from './socket-registry.ts'
@@ -321,30 +321,7 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     const uri = toUri(ma)
     this.log('create websocket connection to %s', uri)
 
-    // in browsers this is the native WebSocket, which ignores the options
-    const ws = new WebSocket(uri, [], {
-      maxPayload: this.init.maxPayload ?? MAX_PAYLOAD,
-      ...this.init.websocket
-    })
-    const websocket: WebSocketLike = ws
-    const isWs = typeof ws.terminate === 'function'
-    let socket: Socket | undefined
-
-    websocket.binaryType = isWs ? 'nodebuffer' : 'arraybuffer'
-    this.dialed.track(websocket, 'dialing')
-
-    // an 'error' event with no listener would crash the process, and `ws`
-    // emits one after a failed or terminated handshake
-    websocket.addEventListener('error', (evt) => {
-      this.log('websocket error - %e', evt?.error ?? evt)
-    })
-
-    if (isWs) {
-      ws.once('upgrade', (res: http.IncomingMessage) => {
-        socket = res.socket as Socket
-      })
-    }
-
+    const { websocket, socket } = this.openWebSocket(uri)
     const onAbort = (): void => {
       terminateWebSocket(websocket)
     }
@@ -369,14 +346,52 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
       options.signal?.removeEventListener('abort', onAbort)
     }
 
-    if (socket != null) {
-      applySocketOptions(socket, this.init.dialOpts)
+    const tcpSocket = socket()
+
+    if (tcpSocket != null) {
+      applySocketOptions(tcpSocket, this.init.dialOpts)
     }
 
     this.log('connected %s', ma)
     this.metrics?.dialerEvents.increment({ connect: true })
 
-    return { websocket, socket }
+    return { websocket, socket: tcpSocket }
+  }
+
+  /**
+   * Start a WebSocket handshake, owned by the registry from this moment. In
+   * Node.js `socket()` then returns the TCP or TLS socket under it once the
+   * upgrade is done; the browser's WebSocket does not expose one
+   */
+  private openWebSocket (uri: string): { websocket: WebSocketLike, socket(): Socket | undefined } {
+    // in browsers this is the native WebSocket, which ignores the options
+    const ws = new WebSocket(uri, [], {
+      maxPayload: this.init.maxPayload ?? MAX_PAYLOAD,
+      // how long `ws` waits for the peer to answer a close frame it sent on a
+      // protocol error (bad frame, oversize message): 30 seconds by default
+      closeTimeout: this.init.closeTimeout ?? CLOSE_TIMEOUT,
+      ...this.init.websocket
+    } as ClientOptions)
+    const websocket: WebSocketLike = ws
+    const isWs = typeof ws.terminate === 'function'
+    let socket: Socket | undefined
+
+    websocket.binaryType = isWs ? 'nodebuffer' : 'arraybuffer'
+    this.dialed.track(websocket, 'dialing')
+
+    // an 'error' event with no listener would crash the process, and `ws`
+    // emits one after a failed or terminated handshake
+    websocket.addEventListener('error', (evt) => {
+      this.log('websocket error - %e', evt?.error ?? evt)
+    })
+
+    if (isWs) {
+      ws.once('upgrade', (res: http.IncomingMessage) => {
+        socket = res.socket as Socket
+      })
+    }
+
+    return { websocket, socket: () => socket }
   }
 
   /**

@@ -6,7 +6,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { TypedEventEmitter } from 'main-event'
 import { WebSocketServer } from 'ws'
-import { HANDSHAKE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
+import { CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
 import { applySocketOptions } from './socket-options.ts'
 import { SocketRegistry } from './socket-registry.ts'
 import { webSocketToMaConn } from './websocket-to-conn.ts'
@@ -16,7 +16,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { TypedEventTarget } from 'main-event'
 import type { Duplex } from 'node:stream'
 import type tls from 'node:tls'
-import type { WebSocket } from 'ws'
+import type { ServerOptions, WebSocket } from 'ws'
 
 export interface WebSocketListenerComponents {
   logger: ComponentLogger
@@ -104,8 +104,11 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.wsServer = new WebSocketServer({
       noServer: true,
       clientTracking: false,
-      maxPayload: init.maxPayload ?? MAX_PAYLOAD
-    })
+      maxPayload: init.maxPayload ?? MAX_PAYLOAD,
+      // how long `ws` waits for the peer to answer a close frame it sent on a
+      // protocol error (bad frame, oversize message): 30 seconds by default
+      closeTimeout: init.closeTimeout ?? CLOSE_TIMEOUT
+    } as ServerOptions)
 
     this.server = net.createServer({
       pauseOnConnect: true,
