@@ -402,6 +402,9 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       this.countError('server_error')
     })
 
+    // label metrics with the port we got, not the 0 we may have asked for
+    const address = this.server.address()
+    this.addr = typeof address === 'object' && address != null ? `${config.host}:${address.port}` : this.addr
     this.status = 'listening'
     this.listeningMultiaddr = ma
     this.components.events.addEventListener('certificate:provision', this.onCertificateProvision)
