@@ -17,6 +17,7 @@ export default {
     productionIgnorePatterns: [
       '/benchmarks',
       '/demo',
+      '/reproductions',
       '/dist',
       '/test',
       '.aegir.js'

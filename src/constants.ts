@@ -32,9 +32,3 @@ export const HANDSHAKE_TIMEOUT = 10_000
  * default from letting one frame pin that much memory
  */
 export const MAX_PAYLOAD = 1024 * 1024
-
-/**
- * Same default as `@libp2p/tcp`: a connection with no traffic for this long is
- * closed
- */
-export const SOCKET_INACTIVITY_TIMEOUT = 2 * 60 * 1_000

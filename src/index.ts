@@ -53,6 +53,11 @@ import type { ClientOptions } from 'ws'
 export type { WebSocketsSocketOptions } from './socket-options.ts'
 export type { InboundPhase } from './listener.ts'
 
+/**
+ * Options of the transport. `http`, `https`, `maxBufferedAmount` and
+ * `bufferedAmountPollInterval` mean what they mean in `@libp2p/websockets`;
+ * the others bound how long sockets may live and how much a peer may send
+ */
 export interface WebSocketsInit extends AbortOptions {
   /**
    * Options used to create the HTTP server
@@ -171,16 +176,44 @@ export interface WebSocketsInit extends AbortOptions {
   listenOpts?: WebSocketsSocketOptions
 }
 
+/**
+ * The libp2p components the transport uses, supplied by libp2p
+ */
 export interface WebSocketsComponents {
+  /**
+   * Creates the transport's loggers
+   */
   logger: ComponentLogger
+
+  /**
+   * Node-wide events: the listener follows `certificate:provision` and
+   * `certificate:renew` to serve `/tls/ws` with an auto-TLS certificate
+   */
   events: TypedEventTarget<Libp2pEvents>
+
+  /**
+   * Where the dialer and listener metrics are registered, when metrics are
+   * enabled
+   */
   metrics?: Metrics
 }
 
+/**
+ * Metrics of the dialer
+ */
 export interface WebSocketsMetrics {
+  /**
+   * `libp2p_websockets_dialer_events_total`: dial outcomes (`connect`,
+   * `error`, `abort`) and events of outbound connections
+   */
   dialerEvents: CounterGroup
 }
 
+/**
+ * Progress events a dial reports through `onProgress`:
+ * `websockets:open-connection` while the WebSocket opens, then the
+ * upgrader's events
+ */
 export type WebSocketsDialEvents =
   OutboundConnectionUpgradeEvents |
   ProgressEvent<'websockets:open-connection'>
@@ -421,6 +454,12 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   }
 }
 
+/**
+ * Create the WebSockets transport: pass the result in `transports`. Node.js
+ * can listen and dial, browsers can only dial. Every socket is tracked from
+ * the moment it is accepted or dialed, and terminated when the listener closes
+ * or the node stops
+ */
 export function webSockets (init: WebSocketsInit = {}): (components: WebSocketsComponents) => Transport {
   return (components) => {
     return new WebSockets(components, init)

@@ -1,0 +1,52 @@
+/**
+ * Defect (e), no handshake deadline: a client connects and sends the start of
+ * an HTTP request, never its end. Node.js's `headersTimeout` and
+ * `requestTimeout` do not reach sockets handed to an `http.Server` with
+ * `emit('connection')`, and the listener sets no deadline of its own: the
+ * socket is held for as long as the client likes. Ours destroys it after
+ * `handshakeTimeout` (default 10 s).
+ *
+ * Usage: `node reproductions/handshake-deadline.ts [upstream|ours]`
+ */
+import { connect } from './raw-websocket.ts'
+import { createNode, portOf, report, within } from './scenario.ts'
+import { noReport, reproduce } from './verdicts.ts'
+import type { TransportName } from './scenario.ts'
+
+// past our 10 s default, within the 15 s child deadline
+const WATCH_MS = 11_000
+
+async function scenario (transport: TransportName): Promise<void> {
+  const node = await createNode(transport)
+  const socket = await connect(portOf(node))
+  const start = performance.now()
+
+  socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${portOf(node)}\r\n`)
+  report('connected')
+
+  const closed = await within(new Promise(resolve => socket.once('close', resolve)), WATCH_MS)
+  report('watched', { closedMs: closed == null ? undefined : Math.round(performance.now() - start) })
+  process.exit(0)
+}
+
+await reproduce({
+  script: import.meta.url,
+  scenario,
+  judge: async (child) => {
+    if (await child.next('connected', 3_500) == null) {
+      return noReport(child, 'connected')
+    }
+
+    const watched = await child.next('watched', WATCH_MS + 1_000)
+
+    if (watched == null) {
+      return noReport(child, 'watched')
+    }
+
+    if (watched.closedMs == null) {
+      return { ok: false, detail: `a client that sent half an HTTP request still held its socket ${WATCH_MS} ms later` }
+    }
+
+    return { ok: true, detail: `the listener destroyed the socket of a client that sent half an HTTP request after ${watched.closedMs} ms` }
+  }
+})

@@ -1,0 +1,53 @@
+/**
+ * Defect (b): a client opens a TCP connection to the WebSocket port and sends
+ * nothing. The listener only tracks a socket once its first byte arrives, so
+ * `listener.close()` neither destroys it nor sees the server close, and
+ * `node.stop()` never resolves.
+ *
+ * Usage: `node reproductions/silent-client.ts [upstream|ours]`
+ */
+import { connect } from './raw-websocket.ts'
+import { createNode, delay, portOf, report, within } from './scenario.ts'
+import { noReport, reproduce } from './verdicts.ts'
+import type { TransportName } from './scenario.ts'
+
+// @libp2p/tcp stops in well under a second on loopback
+const STOP_DEADLINE_MS = 5_000
+
+async function scenario (transport: TransportName): Promise<void> {
+  const node = await createNode(transport)
+  const socket = await connect(portOf(node))
+  let socketClosed = false
+  socket.once('close', () => { socketClosed = true })
+
+  // let the listener accept it
+  await delay(250)
+
+  const start = performance.now()
+  const stopped = await within(Promise.resolve(node.stop()).then(() => true), STOP_DEADLINE_MS)
+  const stopMs = Math.round(performance.now() - start)
+
+  report('stop', {
+    stopMs: stopped === true ? stopMs : undefined,
+    socketClosed
+  })
+  process.exit(0)
+}
+
+await reproduce({
+  script: import.meta.url,
+  scenario,
+  judge: async (child) => {
+    const stop = await child.next('stop', 13_000)
+
+    if (stop == null) {
+      return noReport(child, 'stop')
+    }
+
+    if (stop.stopMs == null) {
+      return { ok: false, detail: `node.stop() still pending ${STOP_DEADLINE_MS} ms after it was called; the silent client's socket is ${stop.socketClosed === true ? 'closed' : 'still open'}` }
+    }
+
+    return { ok: true, detail: `node.stop() resolved in ${stop.stopMs} ms; the silent client's socket is ${stop.socketClosed === true ? 'closed' : 'still open'}` }
+  }
+})
