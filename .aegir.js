@@ -12,7 +12,9 @@ export default {
   dependencyCheck: {
     ignore: [
       // provides the Node.js 22 runtime npm scripts run on
-      'node'
+      'node',
+      // loaded by `ws` when present: native WebSocket masking
+      'bufferutil'
     ],
     productionIgnorePatterns: [
       '/benchmarks',

@@ -69,6 +69,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
   private readonly server: net.Server
   private readonly wsServer: WebSocketServer
   private readonly sockets: SocketRegistry<net.Socket, InboundPhase>
+  private readonly deadlines: Map<net.Socket, ReturnType<typeof setTimeout>>
   private readonly metrics: WebSocketListenerMetrics
   private readonly handshakeTimeout: number
   private readonly maxInboundHandshakes: number
@@ -89,6 +90,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.handshakeTimeout = init.handshakeTimeout ?? HANDSHAKE_TIMEOUT
     this.maxInboundHandshakes = init.maxInboundHandshakes ?? Infinity
     this.status = 'ready'
+    this.deadlines = new Map()
 
     this.onCertificateProvision = this.onCertificateProvision.bind(this)
     this.onCertificateRenew = this.onCertificateRenew.bind(this)
@@ -98,6 +100,9 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.sockets = new SocketRegistry(INBOUND_PHASES, {
       terminate: socket => { socket.destroy() },
+      // destroy() closes the file descriptor at once; the 'close' event, and
+      // libp2p tearing the connection down in it, only follow
+      isDestroyed: socket => socket.destroyed,
       onClose: (socket, onClose) => { socket.once('close', onClose) }
     })
 
@@ -199,20 +204,20 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.sockets.track(socket, 'accepted')
 
-    const deadline = setTimeout(() => {
+    this.deadlines.set(socket, setTimeout(() => {
       if (HANDSHAKE_PHASES.has(this.sockets.phaseOf(socket) ?? 'open')) {
         this.log('no WebSocket upgrade within %dms in phase %s, destroying socket', this.handshakeTimeout, this.sockets.phaseOf(socket))
         this.countEvent('handshake_timeout')
         socket.destroy()
       }
-    }, this.handshakeTimeout)
+    }, this.handshakeTimeout))
 
     socket.on('error', (err) => {
       this.log('socket error - %e', err)
       this.countEvent('error')
     })
     socket.once('close', () => {
-      clearTimeout(deadline)
+      this.clearDeadline(socket)
       this.countEvent('close')
     })
 
@@ -255,6 +260,15 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.sockets.advance(socket, isTLS ? 'tls' : 'http')
     server.emit('connection', socket)
+  }
+
+  /**
+   * The deadline ends with the handshake, so that an idle connection holds no
+   * timer of ours
+   */
+  private clearDeadline (socket: net.Socket): void {
+    clearTimeout(this.deadlines.get(socket))
+    this.deadlines.delete(socket)
   }
 
   private handshakingSockets (): number {
@@ -325,6 +339,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     // the HTTPS server hands us the TLS socket wrapping the one we accepted
     const protocol = (socket as tls.TLSSocket).encrypted === true ? '/tls/ws' : '/ws'
     const controller = new AbortController()
+    this.clearDeadline(raw)
     applySocketOptions(socket, this.init.listenOpts)
 
     this.sockets.advance(raw, 'upgrading', () => {

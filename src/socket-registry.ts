@@ -12,6 +12,12 @@ export interface SocketRegistryInit<Handle> {
    * Call `onClose` once when the handle has been destroyed
    */
   onClose(handle: Handle, onClose: () => void): void
+
+  /**
+   * Whether a handle that was just terminated holds nothing any more, before
+   * its close is reported. Without it, handles leave on `onClose` only
+   */
+  isDestroyed?(handle: Handle): boolean
 }
 
 interface Entry<Phase> {
@@ -26,8 +32,9 @@ interface Entry<Phase> {
 /**
  * Owns every socket of one listener or one transport from the moment it exists
  * until it is destroyed, and knows which phase each one is in. A socket leaves
- * the registry exactly once, when its `close` event fires, so "empty" means
- * that no socket is left, not that we asked them to go
+ * the registry exactly once: when its close is reported, or when terminating
+ * it has already released everything it held (`isDestroyed`). So "empty"
+ * means that no socket is left, not that we asked them to go
  */
 export class SocketRegistry<Handle extends object, Phase extends string> {
   private readonly entries: Map<Handle, Entry<Phase>>
@@ -109,6 +116,10 @@ export class SocketRegistry<Handle extends object, Phase extends string> {
         entry.onTerminate?.()
       } finally {
         this.init.terminate(handle)
+
+        if (this.init.isDestroyed?.(handle) === true) {
+          this.release(handle)
+        }
       }
     }
 

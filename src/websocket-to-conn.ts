@@ -1,12 +1,19 @@
 import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
 import { pEvent } from 'p-event'
+import { allocUnsafe } from 'uint8arrays/alloc'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
 import { terminateWebSocket } from './terminate.ts'
 import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
 import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
 import type { Socket } from 'node:net'
 import type { Uint8ArrayList } from 'uint8arraylist'
+
+/**
+ * Largest message built from several buffers: one noise frame and its length
+ * prefix, the most libp2p peers send in one WebSocket message
+ */
+const MAX_MESSAGE = 65_537
 
 const OPEN = 1
 const CLOSED = 3
@@ -125,8 +132,11 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
   }
 
   sendData (data: Uint8ArrayList): SendResult {
-    for (const buf of data) {
-      this.websocket.send(buf)
+    // while the node stops, libp2p closes connections whose sockets the
+    // listener has destroyed already: `ws` would still write to them, and
+    // each write builds an ERR_STREAM_DESTROYED error with a stack trace
+    if (this.socket?.destroyed !== true) {
+      this.sendMessages(data)
     }
 
     const canSendMore = this.websocket.bufferedAmount < this.maxBufferedAmount
@@ -138,6 +148,32 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     return {
       sentBytes: data.byteLength,
       canSendMore
+    }
+  }
+
+  /**
+   * Noise hands over each frame in pieces (length prefix, the ciphertext of
+   * each buffer it was given, tag). One WebSocket message per noise frame
+   * rather than per piece saves a frame header, a write and a receive event
+   * per piece, and gives the peer's noise decoder whole frames
+   */
+  private sendMessages (data: Uint8ArrayList): void {
+    let batch: Uint8Array[] = []
+    let batchLength = 0
+
+    for (const buf of data) {
+      if (batchLength > 0 && batchLength + buf.byteLength > MAX_MESSAGE) {
+        this.websocket.send(join(batch, batchLength))
+        batch = []
+        batchLength = 0
+      }
+
+      batch.push(buf)
+      batchLength += buf.byteLength
+    }
+
+    if (batchLength > 0) {
+      this.websocket.send(join(batch, batchLength))
     }
   }
 
@@ -167,7 +203,9 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     options?.signal?.addEventListener('abort', terminate, { once: true })
 
     try {
-      if (this.websocket.readyState === OPEN) {
+      // a destroyed socket closes by itself: a close frame would only build
+      // an error
+      if (this.websocket.readyState === OPEN && this.socket?.destroyed !== true) {
         this.websocket.close(1000)
       }
 
@@ -235,6 +273,27 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     clearTimeout(this.bufferedAmountPoll)
     this.bufferedAmountPoll = undefined
   }
+}
+
+/**
+ * One buffer of its own for one message. A small one is not a slice of
+ * Node.js's shared 8 KiB pool, which any slice kept alive keeps whole; a large
+ * one (never pooled) is not zero-filled first
+ */
+function join (bufs: Uint8Array[], length: number): Uint8Array {
+  if (bufs.length === 1) {
+    return bufs[0]
+  }
+
+  const joined = length < 4096 ? new Uint8Array(length) : allocUnsafe(length)
+  let offset = 0
+
+  for (const buf of bufs) {
+    joined.set(buf, offset)
+    offset += buf.byteLength
+  }
+
+  return joined
 }
 
 /**
