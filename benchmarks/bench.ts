@@ -1,0 +1,448 @@
+/**
+ * `npm run bench -- [--quick] [--json] [--only=raw,data,idle]
+ * [--transports=upstream,ours,tcp] [--cpu-prof]`:
+ * the transport against
+ * `@libp2p/websockets` and `@libp2p/tcp` on loopback, listener and dialer in
+ * separate processes, runs interleaved across transports so that load from
+ * anything else on the machine spreads over all three
+ */
+import { mkdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { openIdle } from './memory.ts'
+import { measureRaw } from './raw.ts'
+import { Child, childExecArgv, killAll } from './rpc.ts'
+import { measureSetup } from './setup.ts'
+import { summarize, ratio } from './stats.ts'
+import { measureStop } from './stop.ts'
+import { measureThroughput } from './throughput.ts'
+import { LABELS, TRANSPORTS } from './transports.ts'
+import type { RawKind } from './raw.ts'
+import type { Summary } from './stats.ts'
+import type { TransportName } from './transports.ts'
+
+const MiB = 1024 * 1024
+
+const argv = new Set(process.argv.slice(2))
+const quick = argv.has('--quick')
+const jsonOnly = argv.has('--json')
+const only = new Set(process.argv.find(a => a.startsWith('--only='))?.slice(7).split(',') ?? ['raw', 'data', 'idle'])
+const picked = process.argv.find(a => a.startsWith('--transports='))?.slice(13).split(',')
+// a subset is for profiling one transport: ratios need all three
+const ACTIVE = TRANSPORTS.filter(t => picked == null || picked.includes(t))
+const PROFILES = new URL('./results/profiles/', import.meta.url).pathname
+
+if (argv.has('--cpu-prof')) {
+  // each child writes a .cpuprofile there when it exits by itself
+  childExecArgv.push('--cpu-prof', `--cpu-prof-dir=${PROFILES}`)
+}
+
+const CONFIG = quick
+  ? {
+      rounds: 3,
+      throughputBytes: 16 * MiB,
+      setupCount: 40,
+      idleCounts: [0, 100],
+      stopRounds: 1,
+      rawBytes: 32 * MiB,
+      exitDeadline: 5_000
+    }
+  : {
+      rounds: 5,
+      throughputBytes: 128 * MiB,
+      setupCount: 200,
+      idleCounts: [0, 100, 1000],
+      stopRounds: 3,
+      rawBytes: 256 * MiB,
+      exitDeadline: 10_000
+    }
+
+const MAX_IDLE = Math.max(...CONFIG.idleCounts)
+
+/**
+ * No child lives longer than the whole bench may take
+ */
+const CHILD_DEADLINE = quick ? 120_000 : 900_000
+
+function log (message: string): void {
+  if (!jsonOnly) {
+    process.stderr.write(`${message}\n`)
+  }
+}
+
+type Better = 'higher' | 'lower'
+
+interface Figure {
+  name: string
+  unit: string
+  better: Better
+  summaries: Record<TransportName, Summary>
+  /**
+   * Median of each transport divided by the median of upstream and of tcp
+   */
+  vsUpstream: Record<TransportName, number | null>
+  vsTcp: Record<TransportName, number | null>
+}
+
+type Samples = Record<string, Record<TransportName, Array<number | null | undefined>>>
+
+const samples: Samples = {}
+
+function record (figure: string, transport: TransportName, value: number | null | undefined): void {
+  samples[figure] ??= { upstream: [], ours: [], tcp: [] }
+  samples[figure][transport].push(value)
+}
+
+const FIGURES: Array<{ name: string, unit: string, better: Better }> = [
+  { name: 'throughput 1 stream', unit: 'MB/s', better: 'higher' },
+  { name: 'throughput 8 streams', unit: 'MB/s', better: 'higher' },
+  { name: 'dialer CPU 1 stream', unit: 'ms/MiB', better: 'lower' },
+  { name: 'dialer CPU 8 streams', unit: 'ms/MiB', better: 'lower' },
+  { name: 'listener CPU 1 stream', unit: 'ms/MiB', better: 'lower' },
+  { name: 'listener CPU 8 streams', unit: 'ms/MiB', better: 'lower' },
+  { name: 'connection setup', unit: 'conn/s', better: 'higher' },
+  { name: 'setup latency p50', unit: 'ms', better: 'lower' },
+  { name: 'setup latency p99', unit: 'ms', better: 'lower' },
+  { name: 'close latency p50', unit: 'ms', better: 'lower' },
+  { name: 'dialer CPU per conn', unit: 'ms', better: 'lower' },
+  { name: 'listener CPU per conn', unit: 'ms', better: 'lower' },
+  { name: `RSS per idle conn (${MAX_IDLE})`, unit: 'KiB', better: 'lower' },
+  { name: `heap per idle conn (${MAX_IDLE})`, unit: 'KiB', better: 'lower' },
+  ...CONFIG.idleCounts.flatMap(n => [
+    { name: `node.stop() ${n} conns`, unit: 'ms', better: 'lower' as Better },
+    { name: `node.stop() CPU ${n} conns`, unit: 'ms', better: 'lower' as Better },
+    { name: `stop to exit ${n} conns`, unit: 'ms', better: 'lower' as Better }
+  ]),
+  { name: `listener.close() ${MAX_IDLE} conns`, unit: 'ms', better: 'lower' },
+  { name: `node.stop() after close ${MAX_IDLE}`, unit: 'ms', better: 'lower' },
+  { name: `close to exit ${MAX_IDLE} conns`, unit: 'ms', better: 'lower' }
+]
+
+async function startListener (transport: TransportName): Promise<{ child: Child, addr: string }> {
+  const child = await Child.start('listener', { transport }, { deadline: CHILD_DEADLINE, execArgv: ['--expose-gc'] })
+  const addr = await child.call<string>('addr')
+
+  return { child, addr }
+}
+
+async function benchRaw (): Promise<Record<RawKind, Summary>> {
+  const kinds: RawKind[] = ['ws', 'tcp']
+  const pairs = await Promise.all(kinds.map(async kind => {
+    const server = await Child.start('raw-server', { kind }, { deadline: CHILD_DEADLINE })
+    const client = await Child.start('raw-client', { kind }, { deadline: CHILD_DEADLINE })
+    const port = await server.call<number>('listen')
+    return { kind, server, client, port }
+  }))
+  const runs: Record<RawKind, number[]> = { ws: [], tcp: [] }
+
+  try {
+    for (const { client, port } of pairs) {
+      await measureRaw(client, port, 8 * MiB)
+    }
+
+    for (let round = 0; round < CONFIG.rounds; round++) {
+      for (const { kind, client, port } of pairs) {
+        const { mbps } = await measureRaw(client, port, CONFIG.rawBytes)
+        runs[kind].push(mbps)
+        log(`  raw ${kind} round ${round + 1}: ${mbps.toFixed(0)} MB/s`)
+      }
+    }
+  } finally {
+    await Promise.all(pairs.flatMap(({ server, client }) => [server.close(), client.close()]))
+  }
+
+  return { ws: summarize(runs.ws), tcp: summarize(runs.tcp) }
+}
+
+/**
+ * Throughput and connection setup share a long-lived listener and dialer per
+ * transport
+ */
+async function benchDataPath (): Promise<void> {
+  const pairs: Array<{ transport: TransportName, listener: Child, dialer: Child, addr: string }> = []
+
+  try {
+    for (const transport of ACTIVE) {
+      const { child: listener, addr } = await startListener(transport)
+      const dialer = await Child.start('dialer', { transport }, { deadline: CHILD_DEADLINE })
+      pairs.push({ transport, listener, dialer, addr })
+    }
+
+    // let the JIT see every path before anything counts
+    for (const { listener, dialer, addr } of pairs) {
+      await measureThroughput(listener, dialer, { addr, bytes: 4 * MiB, streams: 1 })
+      await measureThroughput(listener, dialer, { addr, bytes: 4 * MiB, streams: 8 })
+      await measureSetup(listener, dialer, { addr, count: 10 })
+    }
+
+    for (const streams of [1, 8]) {
+      const label = streams === 1 ? '1 stream' : '8 streams'
+
+      for (let round = 0; round < CONFIG.rounds; round++) {
+        for (const { transport, listener, dialer, addr } of pairs) {
+          const { mbps, cpuMsPerMiB, listenerCpuMsPerMiB } = await measureThroughput(listener, dialer, { addr, bytes: CONFIG.throughputBytes, streams })
+          record(`throughput ${label}`, transport, mbps)
+          record(`dialer CPU ${label}`, transport, cpuMsPerMiB)
+          record(`listener CPU ${label}`, transport, listenerCpuMsPerMiB)
+          log(`  throughput ${label} round ${round + 1} ${transport}: ${mbps.toFixed(1)} MB/s, CPU per MiB ${cpuMsPerMiB.toFixed(2)} ms dialer, ${listenerCpuMsPerMiB.toFixed(2)} ms listener`)
+        }
+      }
+    }
+
+    for (let round = 0; round < CONFIG.rounds; round++) {
+      for (const { transport, listener, dialer, addr } of pairs) {
+        const setup = await measureSetup(listener, dialer, { addr, count: CONFIG.setupCount })
+        record('connection setup', transport, setup.perSecond)
+        record('setup latency p50', transport, setup.p50)
+        record('setup latency p99', transport, setup.p99)
+        record('close latency p50', transport, setup.closeP50)
+        record('dialer CPU per conn', transport, setup.dialerCpuMs)
+        record('listener CPU per conn', transport, setup.listenerCpuMs)
+        log(`  setup round ${round + 1} ${transport}: ${setup.perSecond.toFixed(0)} conn/s, dial p50 ${setup.p50.toFixed(2)} ms, p99 ${setup.p99.toFixed(2)} ms, close p50 ${setup.closeP50.toFixed(2)} ms, CPU per conn ${setup.dialerCpuMs.toFixed(2)} ms dialer, ${setup.listenerCpuMs.toFixed(2)} ms listener`)
+      }
+    }
+  } finally {
+    await Promise.all(pairs.flatMap(({ listener, dialer }) => [listener.close(), dialer.close()]))
+  }
+}
+
+/**
+ * Memory and shutdown need a fresh listener each run; the dialing peers live
+ * on across runs in one fleet process per transport
+ */
+async function benchIdle (): Promise<void> {
+  const fleets = new Map<TransportName, Child>()
+
+  const run = async (transport: TransportName, count: number, closeListenerFirst: boolean): Promise<void> => {
+    const { child: listener, addr } = await startListener(transport)
+
+    try {
+      if (count > 0) {
+        const fleet = fleets.get(transport) ?? await Child.start('fleet', { transport }, { deadline: CHILD_DEADLINE })
+        fleets.set(transport, fleet)
+        const idle = await openIdle(listener, fleet, addr, count)
+
+        if (count === MAX_IDLE) {
+          record(`RSS per idle conn (${MAX_IDLE})`, transport, idle.rssPerConn / 1024)
+          record(`heap per idle conn (${MAX_IDLE})`, transport, idle.heapPerConn / 1024)
+          log(`  idle ${count} ${transport}: ${(idle.rssPerConn / 1024).toFixed(1)} KiB RSS, ${(idle.heapPerConn / 1024).toFixed(1)} KiB heap per connection (opened in ${idle.connectMs} ms)`)
+        }
+      }
+
+      const stop = await measureStop(listener, closeListenerFirst, CONFIG.exitDeadline)
+      const exit = stop.exitMs == null ? `killed after ${CONFIG.exitDeadline} ms` : `${stop.exitMs.toFixed(1)} ms`
+
+      if (closeListenerFirst) {
+        record(`listener.close() ${count} conns`, transport, stop.closeMs)
+        record(`node.stop() after close ${count}`, transport, stop.stopMs)
+        record(`close to exit ${count} conns`, transport, stop.exitMs ?? null)
+        log(`  listener.close() ${count} ${transport}: ${stop.closeMs?.toFixed(1)} ms, then node.stop() ${stop.stopMs.toFixed(1)} ms, exit ${exit}`)
+      } else {
+        record(`node.stop() ${count} conns`, transport, stop.stopMs)
+        record(`node.stop() CPU ${count} conns`, transport, stop.cpuMs)
+        record(`stop to exit ${count} conns`, transport, stop.exitMs ?? null)
+        log(`  node.stop() ${count} ${transport}: ${stop.stopMs.toFixed(1)} ms (${stop.cpuMs.toFixed(0)} ms CPU), exit ${exit}`)
+      }
+    } catch (err: any) {
+      log(`  ${transport} ${count} connections failed: ${err.message}`)
+    } finally {
+      listener.kill()
+    }
+  }
+
+  try {
+    for (let round = 0; round < CONFIG.stopRounds; round++) {
+      for (const count of CONFIG.idleCounts) {
+        for (const transport of ACTIVE) {
+          await run(transport, count, false)
+        }
+      }
+
+      for (const transport of ACTIVE) {
+        await run(transport, MAX_IDLE, true)
+      }
+    }
+  } finally {
+    await Promise.all([...fleets.values()].map(async fleet => fleet.close()))
+  }
+}
+
+function figures (): Figure[] {
+  return FIGURES.filter(({ name }) => samples[name] != null).map(({ name, unit, better }) => {
+    const summaries = Object.fromEntries(TRANSPORTS.map(t => [t, summarize(samples[name][t])])) as Record<TransportName, Summary>
+
+    return {
+      name,
+      unit,
+      better,
+      summaries,
+      vsUpstream: Object.fromEntries(TRANSPORTS.map(t => [t, ratio(summaries[t].median, summaries.upstream.median)])) as Record<TransportName, number | null>,
+      vsTcp: Object.fromEntries(TRANSPORTS.map(t => [t, ratio(summaries[t].median, summaries.tcp.median)])) as Record<TransportName, number | null>
+    }
+  })
+}
+
+interface Target {
+  what: string
+  value: number | null
+  goal: string
+  met: boolean | null
+}
+
+function targets (figs: Figure[]): Target[] {
+  const get = (name: string): Figure | undefined => figs.find(f => f.name === name)
+  const check = (what: string, value: number | null | undefined, goal: string, test: (v: number) => boolean): Target => ({
+    what,
+    value: value ?? null,
+    goal,
+    met: value == null ? null : test(value)
+  })
+
+  return [
+    check('1 stream ours/upstream', get('throughput 1 stream')?.vsUpstream.ours, '>= 1.3', v => v >= 1.3),
+    check('8 streams ours/upstream', get('throughput 8 streams')?.vsUpstream.ours, '>= 1.3', v => v >= 1.3),
+    check('1 stream ours/tcp (aim)', get('throughput 1 stream')?.vsTcp.ours, '>= 0.8', v => v >= 0.8),
+    check('8 streams ours/tcp (aim)', get('throughput 8 streams')?.vsTcp.ours, '>= 0.8', v => v >= 0.8),
+    check('dialer CPU 1 stream ours/upstream', get('dialer CPU 1 stream')?.vsUpstream.ours, '<= 0.7', v => v <= 0.7),
+    check('dialer CPU 8 streams ours/upstream', get('dialer CPU 8 streams')?.vsUpstream.ours, '<= 0.7', v => v <= 0.7),
+    check('connection setup ours/upstream', get('connection setup')?.vsUpstream.ours, '>= 1.1', v => v >= 1.1),
+    check('RSS per idle conn ours/upstream', get(`RSS per idle conn (${MAX_IDLE})`)?.vsUpstream.ours, '<= 1.0', v => v <= 1.0),
+    check('heap per idle conn ours/upstream', get(`heap per idle conn (${MAX_IDLE})`)?.vsUpstream.ours, '<= 1.0', v => v <= 1.0),
+    check(`node.stop() ${MAX_IDLE} conns ours/tcp`, get(`node.stop() ${MAX_IDLE} conns`)?.vsTcp.ours, '<= 1.0', v => v <= 1.0),
+    check(`listener.close() ${MAX_IDLE} conns ours (ms)`, get(`listener.close() ${MAX_IDLE} conns`)?.summaries.ours.median, '< 50', v => v < 50)
+  ]
+}
+
+function fmt (value: number | null | undefined, digits?: number): string {
+  if (value == null) {
+    return '-'
+  }
+
+  if (digits != null) {
+    return value.toFixed(digits)
+  }
+
+  // three significant digits or so
+  const magnitude = Math.abs(value)
+
+  if (magnitude >= 100) {
+    return value.toFixed(0)
+  }
+
+  return value.toFixed(magnitude >= 10 ? 1 : 2)
+}
+
+function cell (s: Summary): string {
+  const killed = s.samples.filter(v => v == null).length
+  const range = s.min === s.max ? '' : ` [${fmt(s.min)}-${fmt(s.max)}]`
+
+  return `${fmt(s.median)}${range}${killed > 0 ? ` (${killed} killed)` : ''}`
+}
+
+function table (rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
+
+  return rows.map(r => r.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join('  ')).join('\n')
+}
+
+function met (value: boolean | null): string {
+  if (value == null) {
+    return '?'
+  }
+
+  return value ? 'yes' : 'NO'
+}
+
+function report (figs: Figure[], raw: Record<RawKind, Summary>, goals: Target[]): string {
+  const rows = [
+    ['figure (median [min-max])', 'unit', ...TRANSPORTS.map(t => t), 'ours/upstream', 'ours/tcp', 'upstream/tcp'],
+    ...figs.map(f => [
+      f.name,
+      f.unit,
+      ...TRANSPORTS.map(t => cell(f.summaries[t])),
+      fmt(f.vsUpstream.ours, 2),
+      fmt(f.vsTcp.ours, 2),
+      fmt(f.vsTcp.upstream, 2)
+    ])
+  ]
+
+  return [
+    table(rows),
+    '',
+    `raw limits (MB/s): ws ${cell(raw.ws)}, tcp ${cell(raw.tcp)}`,
+    '',
+    table([
+      ['target', 'value', 'goal', 'met'],
+      ...goals.map(g => [g.what, fmt(g.value, 2), g.goal, met(g.met)])
+    ])
+  ].join('\n')
+}
+
+async function main (): Promise<void> {
+  const started = Date.now()
+  log(`bench (${quick ? 'quick' : 'full'}): ${TRANSPORTS.map(t => `${t} = ${LABELS[t]}`).join(', ')}`)
+
+  let raw: Record<RawKind, Summary> = { ws: summarize([]), tcp: summarize([]) }
+
+  if (only.has('raw')) {
+    log('raw limits')
+    raw = await benchRaw()
+  }
+
+  if (only.has('data')) {
+    log('throughput and connection setup')
+    await benchDataPath()
+  }
+
+  if (only.has('idle')) {
+    log('idle connections and shutdown')
+    await benchIdle()
+  }
+
+  const figs = figures()
+  const goals = targets(figs)
+  const result = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    sections: [...only],
+    durationMs: Date.now() - started,
+    machine: {
+      node: process.version,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      loadavg: os.loadavg(),
+      totalMemory: os.totalmem()
+    },
+    config: CONFIG,
+    transports: LABELS,
+    units: { 'MB/s': '10^6 bytes per second', KiB: '1024 bytes', 'ms/MiB': 'process CPU ms (user + system) per 2^20 bytes sent' },
+    figures: figs,
+    raw,
+    targets: goals
+  }
+
+  const dir = new URL('./results/', import.meta.url)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(new URL('latest.json', dir), JSON.stringify(result, null, 2) + '\n')
+
+  if (jsonOnly) {
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+  } else {
+    process.stdout.write(`\n${report(figs, raw, goals)}\n\n${result.mode} run in ${(result.durationMs / 1000).toFixed(0)} s on ${result.machine.cpus} cores, load ${result.machine.loadavg.map(l => l.toFixed(1)).join(' ')}; written to benchmarks/results/latest.json\n`)
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+try {
+  await main()
+} catch (err: any) {
+  process.stderr.write(`bench failed: ${err.stack ?? err}\n`)
+  process.exitCode = 1
+} finally {
+  killAll()
+}

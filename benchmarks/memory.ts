@@ -1,0 +1,130 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import { createBenchNode } from './transports.ts'
+import type { Child } from './rpc.ts'
+import type { TransportName } from './transports.ts'
+import type { Libp2p } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/**
+ * Many peers, one libp2p node each, in one process: the listener sees a
+ * distinct peer per connection, as it would in a real network
+ */
+export function fleetCommands (transport: TransportName, multiaddr: (addr: string) => Multiaddr): Record<string, (args: any) => Promise<any>> {
+  const nodes: Libp2p[] = []
+
+  return {
+    /**
+     * Nodes `from` to `to` each open one connection to `addr`
+     */
+    async connect ({ addr, from, to, concurrency }: { addr: string, from: number, to: number, concurrency: number }): Promise<void> {
+      while (nodes.length < to) {
+        nodes.push(await createBenchNode(transport))
+      }
+
+      const ma = multiaddr(addr)
+      let next = from
+
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (next < to) {
+          await nodes[next++].dial(ma)
+        }
+      }))
+    },
+
+    /**
+     * Drop whatever connection a previous run left, so nodes can be reused
+     */
+    async reset (): Promise<void> {
+      for (const node of nodes) {
+        for (const conn of node.getConnections()) {
+          conn.abort(new Error('bench reset'))
+        }
+      }
+
+      for (let i = 0; i < 200 && nodes.some(node => node.getConnections().length > 0); i++) {
+        await delay(25)
+      }
+    }
+  }
+}
+
+export interface MemorySample {
+  rss: number
+  heapUsed: number
+  external: number
+  connections: number
+}
+
+/**
+ * Listener side, run with --expose-gc
+ */
+export function listenerCommands (node: Libp2p): Record<string, (args: any) => Promise<any>> {
+  return {
+    async waitConnections ({ count, timeout }: { count: number, timeout: number }): Promise<number> {
+      const until = Date.now() + timeout
+
+      while (node.getConnections().length < count && Date.now() < until) {
+        await delay(20)
+      }
+
+      return node.getConnections().length
+    },
+
+    async memory (): Promise<MemorySample> {
+      // let upgrades finish their last writes before collecting
+      await delay(200)
+
+      for (let i = 0; i < 3; i++) {
+        globalThis.gc?.()
+        await delay(20)
+      }
+
+      const { rss, heapUsed, external } = process.memoryUsage()
+
+      return { rss, heapUsed, external, connections: node.getConnections().length }
+    }
+  }
+}
+
+export interface IdleResult {
+  rssPerConn: number
+  heapPerConn: number
+  externalPerConn: number
+  connectMs: number
+}
+
+/**
+ * Open `count` idle connections to the listener from the fleet, and measure
+ * the listener's memory per connection as the growth from a tenth of them to
+ * all of them, which leaves out code compiled and caches filled by the first
+ * connections
+ */
+export async function openIdle (listener: Child, fleet: Child, addr: string, count: number): Promise<IdleResult> {
+  const first = Math.max(1, Math.floor(count / 10))
+  const start = Date.now()
+  await fleet.call('reset', {}, 10_000)
+
+  await fleet.call('connect', { addr, from: 0, to: first, concurrency: 16 }, 120_000)
+  await waitFor(listener, first)
+  const before = await listener.call<MemorySample>('memory')
+
+  await fleet.call('connect', { addr, from: first, to: count, concurrency: 16 }, 120_000)
+  await waitFor(listener, count)
+  const after = await listener.call<MemorySample>('memory')
+  const n = after.connections - before.connections
+
+  return {
+    rssPerConn: (after.rss - before.rss) / n,
+    heapPerConn: (after.heapUsed - before.heapUsed) / n,
+    externalPerConn: (after.external - before.external) / n,
+    connectMs: Date.now() - start
+  }
+}
+
+async function waitFor (listener: Child, count: number): Promise<void> {
+  const seen = await listener.call<number>('waitConnections', { count, timeout: 30_000 }, 40_000)
+
+  if (seen !== count) {
+    throw new Error(`listener has ${seen} connections, expected ${count}`)
+  }
+}

@@ -1,0 +1,72 @@
+import { DISCONNECT, now } from './rpc.ts'
+import { listenersOf } from './transports.ts'
+import type { Child } from './rpc.ts'
+import type { Libp2p } from '@libp2p/interface'
+
+interface StopRun {
+  startedAt: number
+  closeMs?: number
+  stopMs: number
+  /**
+   * CPU the listener used from the start of the shutdown until node.stop()
+   * resolved: steadier than wall time on a busy machine
+   */
+  cpuMs: number
+}
+
+/**
+ * Listener side. After answering, the process holds nothing of ours: whatever
+ * keeps it alive from then on was left by libp2p or the transport
+ */
+export function listenerCommands (node: Libp2p): Record<string, (args: any) => Promise<any>> {
+  return {
+    async stop ({ closeListenerFirst }: { closeListenerFirst: boolean }): Promise<StopRun & { [DISCONNECT]: true }> {
+      const cpu = process.cpuUsage()
+      const startedAt = now()
+      let closeMs: number | undefined
+
+      if (closeListenerFirst) {
+        await Promise.all(listenersOf(node).map(async listener => listener.close()))
+        closeMs = now() - startedAt
+      }
+
+      const stopping = now()
+      await node.stop()
+
+      const stopMs = now() - stopping
+      const used = process.cpuUsage(cpu)
+
+      return { startedAt, closeMs, stopMs, cpuMs: (used.user + used.system) / 1000, [DISCONNECT]: true }
+    }
+  }
+}
+
+export interface StopResult {
+  /**
+   * `listener.close()` alone, when asked for
+   */
+  closeMs?: number
+  stopMs: number
+  cpuMs: number
+  /**
+   * From the start of the shutdown to the process's exit, undefined if it had
+   * to be killed
+   */
+  exitMs?: number
+}
+
+/**
+ * Runner side: shut the listener down and wait for its process to exit by
+ * itself, killing it after `exitDeadline` ms
+ */
+export async function measureStop (listener: Child, closeListenerFirst: boolean, exitDeadline: number): Promise<StopResult> {
+  const run = await listener.call<StopRun>('stop', { closeListenerFirst }, exitDeadline)
+  const exit = await listener.exitWithin(exitDeadline)
+
+  return {
+    closeMs: run.closeMs,
+    stopMs: run.stopMs,
+    cpuMs: run.cpuMs,
+    exitMs: exit.killed ? undefined : exit.at - run.startedAt
+  }
+}
