@@ -12,16 +12,16 @@ import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { certificate } from './fixtures/certificate.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
-import { echoOnConnection, handleEcho } from './fixtures/echo.ts'
+import { echoOnConnection } from './fixtures/echo.ts'
 import { hostileWebSocketServer } from './fixtures/hostile-websocket-server.ts'
-import { listenerOf, totalOf, transportOf } from './fixtures/internals.ts'
+import { totalOf, transportOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
+import { listeningNode } from './fixtures/listening-node.ts'
 import { startNodeProcess } from './fixtures/node-process-handle.ts'
 import { createNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { rawClient } from './fixtures/raw-client.ts'
 import { closeCodeOf, closePayload, frame, OPCODE, rawWebSocket, responseHeadLength, upgradeRequest } from './fixtures/raw-websocket.ts'
-import { recordingMetrics } from './fixtures/recording-metrics.ts'
 import { slowlorisClient } from './fixtures/slowloris-client.ts'
 import { closedByServer, halfHttpClient, halfTlsClient, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
 import type { WebSocketsInit } from '../src/index.ts'
@@ -29,7 +29,6 @@ import type { HostileWebSocketServer } from './fixtures/hostile-websocket-server
 import type { TrackingListener, TrackingTransport } from './fixtures/internals.ts'
 import type { NodeProcess } from './fixtures/node-process-handle.ts'
 import type { RawClient } from './fixtures/raw-client.ts'
-import type { RecordingMetrics } from './fixtures/recording-metrics.ts'
 import type { Connection, DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Stream, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -51,24 +50,16 @@ const HANDSHAKE_TIMEOUT = 300
  */
 const HOLD_PROTOCOL = '/cleanstop/hold/1.0.0'
 
-interface ListeningNode {
-  node: Libp2p
-  listener: TrackingListener
-  metrics: RecordingMetrics
-  ma: Multiaddr
-}
-
 describe('hostile and broken peers', function () {
   this.timeout(30_000)
 
-  let nodes: Libp2p[]
+  const nodes: Libp2p[] = []
   let listeners: TrackingListener[]
   const clients: Array<net.Socket | WebSocket> = []
   const servers: HostileWebSocketServer[] = []
   let peer: NodeProcess | undefined
 
   beforeEach(() => {
-    nodes = []
     listeners = []
     peer = undefined
   })
@@ -86,31 +77,11 @@ describe('hostile and broken peers', function () {
     await withDeadline(Promise.all([
       ...servers.splice(0).map(async server => server.close()),
       ...listeners.map(async listener => listener.close()),
-      stop(...nodes)
+      stop(...nodes.splice(0))
     ]), DEADLINE, 'cleaning up')
   })
 
   failOnProcessErrors()
-
-  /**
-   * A node with our listener on one address, its listener events recorded
-   */
-  async function listeningNode (init: WebSocketsInit = {}, secure = false): Promise<ListeningNode> {
-    const metrics = recordingMetrics()
-    const node = await createNode({
-      listen: [secure ? '/ip4/127.0.0.1/tcp/0/tls/ws' : '/ip4/127.0.0.1/tcp/0/ws'],
-      init: { https: certificate, ...init },
-      config: {
-        metrics: () => metrics.metrics,
-        // libp2p refuses more than 10 pending upgrades, and 5 a second from one host, by default
-        connectionManager: { maxIncomingPendingConnections: 100, inboundConnectionThreshold: 100 }
-      }
-    })
-    nodes.push(node)
-    await handleEcho(node)
-
-    return { node, listener: listenerOf(node), metrics, ma: node.getMultiaddrs()[0] }
-  }
 
   /**
    * A real libp2p peer that trusts the test certificate
@@ -158,7 +129,7 @@ describe('hostile and broken peers', function () {
 
     for (const stage of stalled) {
       it(`destroys and counts a client that ${stage.name} after handshakeTimeout, while a real peer connecting meanwhile stays connected`, async () => {
-        const { node, listener, metrics, ma } = await listeningNode({ handshakeTimeout: HANDSHAKE_TIMEOUT }, stage.secure)
+        const { node, listener, metrics, ma } = await listeningNode(nodes, { handshakeTimeout: HANDSHAKE_TIMEOUT }, stage.secure)
         const dialer = await dialerNode()
 
         const start = Date.now()
@@ -193,7 +164,7 @@ describe('hostile and broken peers', function () {
     }
 
     it('counts a slowloris client that was still sending when it was destroyed', async () => {
-      const { listener, metrics, ma } = await listeningNode({ handshakeTimeout: HANDSHAKE_TIMEOUT })
+      const { listener, metrics, ma } = await listeningNode(nodes, { handshakeTimeout: HANDSHAKE_TIMEOUT })
       const client = await slowlorisClient(ma, 20)
       clients.push(client.socket)
 
@@ -208,7 +179,7 @@ describe('hostile and broken peers', function () {
 
   describe('bad input', () => {
     it('answers a request that is not a WebSocket upgrade with 400 and a short body, then closes the socket', async () => {
-      const { listener, metrics, ma } = await listeningNode()
+      const { listener, metrics, ma } = await listeningNode(nodes)
       const client = await track(rawClient(ma))
 
       // HTTP/1.1 keeps the connection open unless told otherwise: only the
@@ -254,7 +225,7 @@ describe('hostile and broken peers', function () {
 
     for (const bad of badUpgrades) {
       it(`answers an upgrade request ${bad.name} with ${bad.status}, then closes the socket`, async () => {
-        const { node, listener, ma } = await listeningNode()
+        const { node, listener, ma } = await listeningNode(nodes)
         const client = await track(rawClient(ma))
 
         client.write(bad.request)
@@ -286,7 +257,7 @@ describe('hostile and broken peers', function () {
 
     for (const malformed of malformedRequests) {
       it(`destroys and counts the socket of a malformed HTTP request: ${malformed.name}`, async () => {
-        const { listener, metrics, ma } = await listeningNode()
+        const { listener, metrics, ma } = await listeningNode(nodes)
         const client = await track(rawClient(ma))
 
         client.write(malformed.request)
@@ -298,7 +269,7 @@ describe('hostile and broken peers', function () {
     }
 
     it('destroys and counts a TLS ClientHello on a listener without TLS', async () => {
-      const { listener, metrics, ma } = await listeningNode()
+      const { listener, metrics, ma } = await listeningNode(nodes)
       const client = await halfTlsClient(ma)
       clients.push(client)
 
@@ -311,7 +282,7 @@ describe('hostile and broken peers', function () {
     })
 
     it('destroys and counts plain HTTP on a listener that only serves TLS', async () => {
-      const { listener, metrics, ma } = await listeningNode({}, true)
+      const { listener, metrics, ma } = await listeningNode(nodes, {}, true)
       const client = await halfHttpClient(ma)
       clients.push(client)
 
@@ -323,7 +294,7 @@ describe('hostile and broken peers', function () {
     })
 
     it('destroys and counts a TLS handshake that is garbage', async () => {
-      const { listener, metrics, ma } = await listeningNode({}, true)
+      const { listener, metrics, ma } = await listeningNode(nodes, {}, true)
       const client = await track(rawClient(ma))
 
       // a handshake record of 64 bytes that holds no ClientHello
@@ -410,7 +381,7 @@ describe('hostile and broken peers', function () {
 
     for (const violation of violations) {
       it(`closes the connection with ${violation.code} on ${violation.name}`, async () => {
-        const { node, listener, ma } = await listeningNode()
+        const { node, listener, ma } = await listeningNode(nodes)
         const ws = await rawWebSocket(ma)
         clients.push(ws.client.socket)
         await until(() => listener.socketCounts().upgrading === 1, DEADLINE, 'the socket entering the libp2p upgrade')

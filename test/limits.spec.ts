@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { stop } from '@libp2p/interface'
-import { getNetConfig } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
@@ -9,17 +8,15 @@ import { MAX_PAYLOAD } from '../src/constants.ts'
 import { certificate } from './fixtures/certificate.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
-import { echo, echoOnConnection, handleEcho } from './fixtures/echo.ts'
-import { listenerOf, totalOf } from './fixtures/internals.ts'
+import { echo, echoOnConnection } from './fixtures/echo.ts'
+import { totalOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
+import { listeningNode } from './fixtures/listening-node.ts'
 import { createNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
-import { recordingMetrics } from './fixtures/recording-metrics.ts'
 import { recordSocketOptionCalls } from './fixtures/socket-option-calls.ts'
 import { closedByServer, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
 import type { WebSocketsInit } from '../src/index.ts'
-import type { TrackingListener } from './fixtures/internals.ts'
-import type { RecordingMetrics } from './fixtures/recording-metrics.ts'
 import type { SocketOptionCalls } from './fixtures/socket-option-calls.ts'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -29,23 +26,14 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  */
 const DEADLINE = 10_000
 
-interface ListeningNode {
-  node: Libp2p
-  listener: TrackingListener
-  metrics: RecordingMetrics
-  ma: Multiaddr
-  port: number
-}
-
 describe('limits', function () {
   this.timeout(30_000)
 
-  let nodes: Libp2p[]
+  const nodes: Libp2p[] = []
   const clients: Array<net.Socket | WebSocket> = []
   const restore: Array<() => void> = []
 
   beforeEach(() => {
-    nodes = []
   })
 
   afterEach(async () => {
@@ -59,30 +47,10 @@ describe('limits', function () {
       }
     }
 
-    await withDeadline(stop(...nodes), DEADLINE, 'stopping the nodes')
+    await withDeadline(stop(...nodes.splice(0)), DEADLINE, 'stopping the nodes')
   })
 
   failOnProcessErrors()
-
-  async function listeningNode (init: WebSocketsInit = {}, secure = false): Promise<ListeningNode> {
-    const metrics = recordingMetrics()
-    const node = await createNode({
-      listen: [secure ? '/ip4/127.0.0.1/tcp/0/tls/ws' : '/ip4/127.0.0.1/tcp/0/ws'],
-      init: { https: certificate, ...init },
-      config: {
-        metrics: () => metrics.metrics,
-        // libp2p refuses more than 10 pending upgrades, and 5 a second from one host, by default
-        connectionManager: { maxIncomingPendingConnections: 100, inboundConnectionThreshold: 100 },
-        // its pings are traffic, which the inactivity timeouts must not see
-        connectionMonitor: { enabled: false }
-      }
-    })
-    nodes.push(node)
-    await handleEcho(node)
-    const ma = node.getMultiaddrs()[0]
-
-    return { node, listener: listenerOf(node), metrics, ma, port: getNetConfig(ma).port ?? 0 }
-  }
 
   async function dialerNode (init: WebSocketsInit = {}): Promise<Libp2p> {
     const node = await createNode({
@@ -115,7 +83,7 @@ describe('limits', function () {
   describe('maxInboundHandshakes', () => {
     it('destroys a socket beyond the cap at once and counts it; a real peer connects once the stalled ones time out', async () => {
       const handshakeTimeout = 2_000
-      const { listener, metrics, ma } = await listeningNode({ maxInboundHandshakes: 5, handshakeTimeout })
+      const { listener, metrics, ma } = await listeningNode(nodes, { maxInboundHandshakes: 5, handshakeTimeout })
 
       const stalled = await stalledClients(ma, 5)
       await until(() => listener.socketCounts().accepted === 5, DEADLINE, 'five sockets handshaking')
@@ -145,7 +113,7 @@ describe('limits', function () {
     })
 
     it('does not count upgraded connections against the cap', async () => {
-      const { listener, ma } = await listeningNode({ maxInboundHandshakes: 2 })
+      const { listener, ma } = await listeningNode(nodes, { maxInboundHandshakes: 2 })
 
       const dialers = await Promise.all([dialerNode(), dialerNode(), dialerNode(), dialerNode()])
       const connections = []
@@ -162,7 +130,7 @@ describe('limits', function () {
   describe('maxConnections', () => {
     it('destroys sockets beyond the limit at once and counts them as drop', async () => {
       const handshakeTimeout = 5_000
-      const { listener, metrics, ma } = await listeningNode({ maxConnections: 3, handshakeTimeout })
+      const { listener, metrics, ma } = await listeningNode(nodes, { maxConnections: 3, handshakeTimeout })
 
       const held = await stalledClients(ma, 3)
       await until(() => listener.socketCounts().accepted === 3, DEADLINE, 'three sockets accepted')
@@ -195,7 +163,7 @@ describe('limits', function () {
       } as typeof listen
       restore.push(() => { net.Server.prototype.listen = listen })
 
-      const { ma } = await listeningNode({ backlog: 7 })
+      const { ma } = await listeningNode(nodes, { backlog: 7 })
 
       expect(calls.some(([options]) => (options as net.ListenOptions)?.backlog === 7)).to.be.true()
 
@@ -208,7 +176,7 @@ describe('limits', function () {
   describe('maxPayload', () => {
     it('closes a connection that sends a message larger than maxPayload with 1009', async () => {
       const maxPayload = 64 * 1024
-      const { listener, ma } = await listeningNode({ maxPayload })
+      const { listener, ma } = await listeningNode(nodes, { maxPayload })
 
       const client = await upgradedClient(ma)
       clients.push(client)
@@ -225,7 +193,7 @@ describe('limits', function () {
 
     it('accepts a message of exactly maxPayload', async () => {
       const maxPayload = 64 * 1024
-      const { listener, ma } = await listeningNode({ maxPayload })
+      const { listener, ma } = await listeningNode(nodes, { maxPayload })
 
       const client = await upgradedClient(ma)
       clients.push(client)
@@ -250,7 +218,7 @@ describe('limits', function () {
       } as typeof send
       restore.push(() => { WebSocket.prototype.send = send })
 
-      const { ma } = await listeningNode()
+      const { ma } = await listeningNode(nodes)
       const dialer = await dialerNode()
 
       const input = new Uint8Array(randomBytes(2 * 1024 * 1024 + 17))
@@ -291,7 +259,7 @@ describe('limits', function () {
     }
 
     it('inboundSocketInactivityTimeout closes an idle inbound connection on the listener side', async () => {
-      const { node, ma } = await listeningNode({ inboundSocketInactivityTimeout: inactivityTimeout })
+      const { node, ma } = await listeningNode(nodes, { inboundSocketInactivityTimeout: inactivityTimeout })
       const dialer = await dialerNode()
 
       const outbound = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
@@ -314,7 +282,7 @@ describe('limits', function () {
     })
 
     it('outboundSocketInactivityTimeout closes an idle outbound connection on the dialer side', async () => {
-      const { node, ma } = await listeningNode()
+      const { node, ma } = await listeningNode(nodes)
       const dialer = await dialerNode({ outboundSocketInactivityTimeout: inactivityTimeout })
 
       const outbound = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
@@ -347,7 +315,7 @@ describe('limits', function () {
     for (const secure of [false, true]) {
       it(`applies dialOpts and listenOpts to ${secure ? 'wss' : 'ws'} sockets`, async () => {
         const recorded = record()
-        const { port, ma } = await listeningNode({
+        const { port, ma } = await listeningNode(nodes, {
           listenOpts: { noDelay: false, keepAlive: false }
         }, secure)
         const dialer = await dialerNode({
@@ -370,7 +338,7 @@ describe('limits', function () {
 
     it('enables noDelay and keepAlive by default', async () => {
       const recorded = record()
-      const { port, ma } = await listeningNode()
+      const { port, ma } = await listeningNode(nodes)
       const dialer = await dialerNode()
 
       const connection = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
