@@ -148,6 +148,24 @@ describe('listener', function () {
     events.dispatchEvent(new CustomEvent(type, { detail }))
   }
 
+  /**
+   * A listener on /ws that then gets a certificate the way libp2p's auto-tls
+   * service provisions one
+   */
+  async function listenerWithProvisionedCertificate (): Promise<{ listener: Listener, port: number }> {
+    const listener = createListener()
+    await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+    const port = portOf(listener.getAddrs()[0])
+
+    const listening = pEvent(listener, 'listening', {
+      signal: AbortSignal.timeout(DEADLINE)
+    })
+    provision('certificate:provision', certificate)
+    await listening
+
+    return { listener, port }
+  }
+
   describe('addresses', () => {
     it('has no addresses before listening', () => {
       const listener = createListener()
@@ -341,15 +359,7 @@ describe('listener', function () {
     })
 
     it('labels each connection on a port serving both by how it arrived', async () => {
-      const listener = createListener()
-      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
-      const port = portOf(listener.getAddrs()[0])
-
-      const listening = pEvent(listener, 'listening', {
-        signal: AbortSignal.timeout(DEADLINE)
-      })
-      provision('certificate:provision', certificate)
-      await listening
+      const { port } = await listenerWithProvisionedCertificate()
 
       const secure = await inboundConnection(multiaddr(`/ip4/127.0.0.1/tcp/${port}/tls/ws`))
       expect(WebSocketsSecure.exactMatch(secure.remoteAddr)).to.be.true()
@@ -458,15 +468,7 @@ describe('listener', function () {
     })
 
     it('serves a renewed certificate to new connections', async () => {
-      const listener = createListener()
-      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
-      const port = portOf(listener.getAddrs()[0])
-
-      const listening = pEvent(listener, 'listening', {
-        signal: AbortSignal.timeout(DEADLINE)
-      })
-      provision('certificate:provision', certificate)
-      await listening
+      const { listener, port } = await listenerWithProvisionedCertificate()
 
       const secure = multiaddr(`/ip4/127.0.0.1/tcp/${port}/tls/ws`)
       const before = await client.dial(secure, {
