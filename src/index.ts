@@ -403,6 +403,9 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
       // how long `ws` waits for the peer to answer a close frame it sent on a
       // protocol error (bad frame, oversize message): 30 seconds by default
       closeTimeout: this.init.closeTimeout ?? CLOSE_TIMEOUT,
+      // `ws` offers permessage-deflate by default; noise ciphertext does not
+      // compress, so a server that accepted would only spend CPU on it
+      perMessageDeflate: false,
       ...this.init.websocket
     } as ClientOptions)
     const websocket: WebSocketLike = ws

@@ -271,6 +271,19 @@ describe('dial', function () {
       expect(requests[0].headers).to.have.property('x-cleanstop-test', 'hello')
     })
 
+    it('does not offer compression, which noise ciphertext would not benefit from', async () => {
+      const { ma, requests } = await createWebSocketServer()
+      const transport = createTransport()
+
+      await transport.dial(ma, {
+        upgrader: upgrader.upgrader,
+        signal: AbortSignal.timeout(DEADLINE)
+      })
+
+      expect(requests).to.have.lengthOf(1)
+      expect(requests[0].headers).to.not.have.property('sec-websocket-extensions')
+    })
+
     it('fails to dial a self-signed tls/ws peer without trusting it', async () => {
       const listener = await createListeningNode('/ip4/127.0.0.1/tcp/0/tls/ws', {
         https: certificate
