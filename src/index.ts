@@ -304,9 +304,18 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
 
     // a browser WebSocket cannot be terminated, only closed, and that waits
     // for the peer: do not let node.stop() wait for it
-    if (typeof WebSocket.prototype.terminate === 'function') {
-      await this.dialed.whenEmpty()
+    if (typeof WebSocket.prototype.terminate !== 'function') {
+      return
     }
+
+    // `ws` reports a terminated socket closed within a tick or two; the
+    // bound only keeps node.stop() bounded should that ever not happen
+    const closeTimeout = this.init.closeTimeout ?? CLOSE_TIMEOUT
+
+    await this.dialed.whenEmpty({ signal: AbortSignal.timeout(closeTimeout) })
+      .catch(() => {
+        this.log.error('%d outbound sockets did not report their close within %dms of being terminated', this.dialed.size, closeTimeout)
+      })
   }
 
   /**

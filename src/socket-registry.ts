@@ -1,3 +1,6 @@
+import { raceSignal } from 'race-signal'
+import type { AbortOptions } from '@libp2p/interface'
+
 /**
  * A handle the registry can own: something that emits `close` once when it is
  * gone, and can be terminated at any time
@@ -114,12 +117,15 @@ export class SocketRegistry<Handle extends object, Phase extends string> {
     for (const [handle, entry] of [...this.entries]) {
       try {
         entry.onTerminate?.()
-      } finally {
-        this.init.terminate(handle)
+      } catch {
+        // that work is best effort: the handle below is what must go, and
+        // so must every other one
+      }
 
-        if (this.init.isDestroyed?.(handle) === true) {
-          this.release(handle)
-        }
+      this.init.terminate(handle)
+
+      if (this.init.isDestroyed?.(handle) === true) {
+        this.release(handle)
       }
     }
 
@@ -127,16 +133,16 @@ export class SocketRegistry<Handle extends object, Phase extends string> {
   }
 
   /**
-   * Resolves once no handle is tracked
+   * Resolves once no handle is tracked; rejects if `signal` aborts first
    */
-  async whenEmpty (): Promise<void> {
+  async whenEmpty (options: AbortOptions = {}): Promise<void> {
     if (this.entries.size === 0) {
       return
     }
 
     this.emptied ??= Promise.withResolvers()
 
-    await this.emptied.promise
+    await raceSignal(this.emptied.promise, options.signal)
   }
 
   private release (handle: Handle): void {
