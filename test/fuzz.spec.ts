@@ -2,16 +2,15 @@ import { randomBytes } from 'node:crypto'
 import { stop } from '@libp2p/interface'
 import { expect } from 'aegir/chai'
 import { withDeadline, until } from './fixtures/deadline.ts'
-import { echo, handleEcho } from './fixtures/echo.ts'
+import { echo } from './fixtures/echo.ts'
 import { frameBytes, mutateBytes, splitBytes, upgradeRequestBytes } from './fixtures/fuzz-inputs.ts'
-import { listenerOf, totalOf } from './fixtures/internals.ts'
+import { totalOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
-import { createNode } from './fixtures/nodes.ts'
+import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { caseSeed, prng } from './fixtures/prng.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { rawClient } from './fixtures/raw-client.ts'
 import { closeCodeOf, responseHeadLength } from './fixtures/raw-websocket.ts'
-import { recordingMetrics } from './fixtures/recording-metrics.ts'
 import type { RawClient } from './fixtures/raw-client.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -127,22 +126,11 @@ describe('fuzzing the listener', function () {
   failOnProcessErrors()
 
   it(`survives ${CASES} mutated upgrade requests and frames (seed ${SEED}, from case ${FIRST}), leaks nothing and still serves a real peer`, async () => {
-    const metrics = recordingMetrics()
-    const node = await createNode({
-      init: { handshakeTimeout: HANDSHAKE_TIMEOUT, closeTimeout: 500 },
-      config: {
-        metrics: () => metrics.metrics,
-        connectionManager: {
-          maxIncomingPendingConnections: 1_000,
-          inboundConnectionThreshold: 100_000,
-          inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
-        }
-      }
+    const { node, listener, metrics, ma } = await listeningNode(nodes, { handshakeTimeout: HANDSHAKE_TIMEOUT, closeTimeout: 500 }, false, {
+      maxIncomingPendingConnections: 1_000,
+      inboundConnectionThreshold: 100_000,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
     })
-    nodes.push(node)
-    await handleEcho(node)
-    const listener = listenerOf(node)
-    const ma = node.getMultiaddrs()[0]
 
     const outcomes: Outcome[] = []
     const failures: string[] = []
@@ -186,8 +174,7 @@ describe('fuzzing the listener', function () {
     }
 
     // and a real peer still gets through
-    const dialer = await createNode({ listen: [] })
-    nodes.push(dialer)
+    const dialer = await dialerNode(nodes)
     const input = new Uint8Array(randomBytes(256 * 1024))
     const output = await echo(dialer, ma, input, { signal: AbortSignal.timeout(10_000) })
     expect(output).to.equalBytes(input)

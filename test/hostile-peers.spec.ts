@@ -9,22 +9,19 @@ import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
 import { webSockets } from '../src/index.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
-import { certificate } from './fixtures/certificate.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { echoOnConnection } from './fixtures/echo.ts'
 import { hostileWebSocketServer } from './fixtures/hostile-websocket-server.ts'
 import { totalOf, transportOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
-import { listeningNode } from './fixtures/listening-node.ts'
 import { startNodeProcess } from './fixtures/node-process-handle.ts'
-import { createNode } from './fixtures/nodes.ts'
+import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { rawClient } from './fixtures/raw-client.ts'
 import { closeCodeOf, closePayload, frame, OPCODE, rawWebSocket, responseHeadLength, upgradeRequest } from './fixtures/raw-websocket.ts'
 import { slowlorisClient } from './fixtures/slowloris-client.ts'
 import { closedByServer, halfHttpClient, halfTlsClient, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
-import type { WebSocketsInit } from '../src/index.ts'
 import type { HostileWebSocketServer } from './fixtures/hostile-websocket-server.ts'
 import type { TrackingListener, TrackingTransport } from './fixtures/internals.ts'
 import type { NodeProcess } from './fixtures/node-process-handle.ts'
@@ -83,20 +80,6 @@ describe('hostile and broken peers', function () {
 
   failOnProcessErrors()
 
-  /**
-   * A real libp2p peer that trusts the test certificate
-   */
-  async function dialerNode (init: WebSocketsInit = {}): Promise<Libp2p> {
-    const node = await createNode({
-      listen: [],
-      init: { websocket: { ca: certificate.cert }, ...init },
-      config: { connectionMonitor: { enabled: false } }
-    })
-    nodes.push(node)
-
-    return node
-  }
-
   async function track (client: RawClient | Promise<RawClient>): Promise<RawClient> {
     const raw = await client
     clients.push(raw.socket)
@@ -130,7 +113,7 @@ describe('hostile and broken peers', function () {
     for (const stage of stalled) {
       it(`destroys and counts a client that ${stage.name} after handshakeTimeout, while a real peer connecting meanwhile stays connected`, async () => {
         const { node, listener, metrics, ma } = await listeningNode(nodes, { handshakeTimeout: HANDSHAKE_TIMEOUT }, stage.secure)
-        const dialer = await dialerNode()
+        const dialer = await dialerNode(nodes)
 
         const start = Date.now()
         const [client, connection] = await withDeadline(Promise.all([
@@ -460,7 +443,7 @@ describe('hostile and broken peers', function () {
       const inactivityTimeout = 1_000
 
       peer = await startNodeProcess()
-      const node = await dialerNode({
+      const node = await dialerNode(nodes, {
         maxBufferedAmount,
         outboundSocketInactivityTimeout: inactivityTimeout
       })

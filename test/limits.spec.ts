@@ -5,18 +5,15 @@ import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
 import { MAX_PAYLOAD } from '../src/constants.ts'
-import { certificate } from './fixtures/certificate.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { echo, echoOnConnection } from './fixtures/echo.ts'
 import { totalOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
-import { listeningNode } from './fixtures/listening-node.ts'
-import { createNode } from './fixtures/nodes.ts'
+import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { recordSocketOptionCalls } from './fixtures/socket-option-calls.ts'
 import { closedByServer, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
-import type { WebSocketsInit } from '../src/index.ts'
 import type { SocketOptionCalls } from './fixtures/socket-option-calls.ts'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -51,17 +48,6 @@ describe('limits', function () {
   })
 
   failOnProcessErrors()
-
-  async function dialerNode (init: WebSocketsInit = {}): Promise<Libp2p> {
-    const node = await createNode({
-      listen: [],
-      init: { websocket: { ca: certificate.cert }, ...init },
-      config: { connectionMonitor: { enabled: false } }
-    })
-    nodes.push(node)
-
-    return node
-  }
 
   async function assertEchoes (connection: Connection, bytes = 32 * 1024): Promise<void> {
     const input = new Uint8Array(randomBytes(bytes))
@@ -98,7 +84,7 @@ describe('limits', function () {
       expect(totalOf(listener.socketCounts())).to.equal(5)
 
       // a libp2p peer is refused like anyone else while the cap is reached
-      const refused = await dialerNode()
+      const refused = await dialerNode(nodes)
       await expect(refused.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })).to.eventually.be.rejected()
       expect(listenerEventCount(metrics, 'handshake_limit')).to.equal(2)
 
@@ -106,7 +92,7 @@ describe('limits', function () {
       expect(listenerEventCount(metrics, 'handshake_timeout')).to.equal(5)
       await until(() => totalOf(listener.socketCounts()) === 0, DEADLINE, 'the listener releasing the stalled sockets')
 
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
       const connection = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await assertEchoes(connection)
       expect(listener.socketCounts().open).to.equal(1)
@@ -115,7 +101,7 @@ describe('limits', function () {
     it('does not count upgraded connections against the cap', async () => {
       const { listener, ma } = await listeningNode(nodes, { maxInboundHandshakes: 2 })
 
-      const dialers = await Promise.all([dialerNode(), dialerNode(), dialerNode(), dialerNode()])
+      const dialers = await Promise.all([dialerNode(nodes), dialerNode(nodes), dialerNode(nodes), dialerNode(nodes)])
       const connections = []
 
       for (const dialer of dialers) {
@@ -147,7 +133,7 @@ describe('limits', function () {
       // room again once one goes
       held[0].destroy()
       await until(() => totalOf(listener.socketCounts()) === 2, DEADLINE, 'the listener releasing a socket')
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
       const connection = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await assertEchoes(connection)
     })
@@ -167,7 +153,7 @@ describe('limits', function () {
 
       expect(calls.some(([options]) => (options as net.ListenOptions)?.backlog === 7)).to.be.true()
 
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
       const connection = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await assertEchoes(connection)
     })
@@ -219,7 +205,7 @@ describe('limits', function () {
       restore.push(() => { WebSocket.prototype.send = send })
 
       const { ma } = await listeningNode(nodes)
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
 
       const input = new Uint8Array(randomBytes(2 * 1024 * 1024 + 17))
       const output = await echo(dialer, ma, input, {
@@ -260,7 +246,7 @@ describe('limits', function () {
 
     it('inboundSocketInactivityTimeout closes an idle inbound connection on the listener side', async () => {
       const { node, ma } = await listeningNode(nodes, { inboundSocketInactivityTimeout: inactivityTimeout })
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
 
       const outbound = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await until(() => node.getConnections().length === 1, DEADLINE, 'the listener seeing the connection')
@@ -283,7 +269,7 @@ describe('limits', function () {
 
     it('outboundSocketInactivityTimeout closes an idle outbound connection on the dialer side', async () => {
       const { node, ma } = await listeningNode(nodes)
-      const dialer = await dialerNode({ outboundSocketInactivityTimeout: inactivityTimeout })
+      const dialer = await dialerNode(nodes, { outboundSocketInactivityTimeout: inactivityTimeout })
 
       const outbound = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await until(() => node.getConnections().length === 1, DEADLINE, 'the listener seeing the connection')
@@ -318,7 +304,7 @@ describe('limits', function () {
         const { port, ma } = await listeningNode(nodes, {
           listenOpts: { noDelay: false, keepAlive: false }
         }, secure)
-        const dialer = await dialerNode({
+        const dialer = await dialerNode(nodes, {
           dialOpts: { noDelay: false, keepAlive: true, keepAliveInitialDelay: 9_000 }
         })
 
@@ -339,7 +325,7 @@ describe('limits', function () {
     it('enables noDelay and keepAlive by default', async () => {
       const recorded = record()
       const { port, ma } = await listeningNode(nodes)
-      const dialer = await dialerNode()
+      const dialer = await dialerNode(nodes)
 
       const connection = await dialer.dial(ma, { signal: AbortSignal.timeout(DEADLINE) })
       await assertEchoes(connection)

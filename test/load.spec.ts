@@ -2,15 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { stop } from '@libp2p/interface'
 import { expect } from 'aegir/chai'
 import { withDeadline, until } from './fixtures/deadline.ts'
-import { echoOnConnection, handleEcho } from './fixtures/echo.ts'
-import { listenerOf, totalOf, transportOf } from './fixtures/internals.ts'
+import { echoOnConnection } from './fixtures/echo.ts'
+import { totalOf, transportOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
-import { createNode } from './fixtures/nodes.ts'
+import { listeningNode, createNode } from './fixtures/nodes.ts'
 import { prng } from './fixtures/prng.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { rawClient } from './fixtures/raw-client.ts'
 import { upgradeRequest } from './fixtures/raw-websocket.ts'
-import { recordingMetrics } from './fixtures/recording-metrics.ts'
 import { closedByServer, halfHttpClient, halfLibp2pClient, halfTlsClient, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
 import type { Connection, Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -94,23 +93,12 @@ describe('the listener under load', function () {
 
   it(`upgrades every real peer among ${DIALERS * CONNECTIONS_PER_DIALER + STALLED_PER_KIND * Object.keys(stalledKinds).length + GARBAGE} concurrent connection attempts, cleans up every bad one and leaks nothing`, async () => {
     const start = Date.now()
-    const metrics = recordingMetrics()
-    const node = await createNode({
-      init: { handshakeTimeout: HANDSHAKE_TIMEOUT },
-      config: {
-        metrics: () => metrics.metrics,
-        connectionManager: {
-          maxConnections: 1_000,
-          maxIncomingPendingConnections: 1_000,
-          inboundConnectionThreshold: 100_000,
-          inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
-        }
-      }
+    const { node, listener, metrics, ma } = await listeningNode(nodes, { handshakeTimeout: HANDSHAKE_TIMEOUT }, false, {
+      maxConnections: 1_000,
+      maxIncomingPendingConnections: 1_000,
+      inboundConnectionThreshold: 100_000,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
     })
-    nodes.push(node)
-    await handleEcho(node)
-    const listener = listenerOf(node)
-    const ma = node.getMultiaddrs()[0]
 
     const dialers = await Promise.all(Array.from({ length: DIALERS }, async () => createNode({ listen: [] })))
     nodes.push(...dialers)
