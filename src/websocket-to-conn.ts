@@ -10,8 +10,8 @@ import type { Socket } from 'node:net'
 import type { Uint8ArrayList } from 'uint8arraylist'
 
 /**
- * Largest message built from several buffers: one noise frame and its length
- * prefix, the most libp2p peers send in one WebSocket message
+ * Largest message we send: one noise frame and its length prefix, the most
+ * libp2p peers send in one WebSocket message
  */
 const MAX_MESSAGE = 65_537
 
@@ -161,20 +161,30 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     let batch: Uint8Array[] = []
     let batchLength = 0
 
-    for (const buf of data) {
-      if (batchLength > 0 && batchLength + buf.byteLength > MAX_MESSAGE) {
+    const flush = (): void => {
+      if (batchLength > 0) {
         this.websocket.send(join(batch, batchLength))
         batch = []
         batchLength = 0
       }
-
-      batch.push(buf)
-      batchLength += buf.byteLength
     }
 
-    if (batchLength > 0) {
-      this.websocket.send(join(batch, batchLength))
+    for (const buf of data) {
+      // a larger buffer (no encrypter, or one that frames differently) goes
+      // in slices, so that no message ever nears a peer's payload limit
+      for (let offset = 0; offset < buf.byteLength; offset += MAX_MESSAGE) {
+        const piece = buf.byteLength <= MAX_MESSAGE ? buf : buf.subarray(offset, offset + MAX_MESSAGE)
+
+        if (batchLength + piece.byteLength > MAX_MESSAGE) {
+          flush()
+        }
+
+        batch.push(piece)
+        batchLength += piece.byteLength
+      }
     }
+
+    flush()
   }
 
   sendReset (): void {

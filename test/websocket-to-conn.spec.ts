@@ -2,6 +2,7 @@ import { defaultLogger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { WebSocket, WebSocketServer } from 'ws'
 import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
 import { withDeadline } from './fixtures/deadline.ts'
@@ -172,6 +173,35 @@ describe('a connection over a WebSocket', () => {
 
     const evt: any = await withDeadline(message, 1_000, 'a message')
     expect(evt.data.subarray()).to.equalBytes(Uint8Array.from([1, 2, 3]))
+    maConn.abort(new Error('done'))
+  })
+
+  it('joins small buffers into one message and slices large ones, no message over 65,537 bytes', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const maConn = toMaConn(websocket, socket)
+    const received: Buffer[] = []
+    const total = 3 + 200 * 1024
+    const all = new Promise<void>(resolve => {
+      let bytes = 0
+      remote.on('message', (data: Buffer) => {
+        received.push(data)
+        bytes += data.byteLength
+
+        if (bytes >= total) {
+          resolve()
+        }
+      })
+    })
+
+    const large = Uint8Array.from({ length: 200 * 1024 }, (_, i) => i % 251)
+    maConn.send(new Uint8ArrayList(Uint8Array.from([1]), Uint8Array.from([2]), Uint8Array.from([3])))
+    maConn.send(large)
+    await withDeadline(all, 2_000, 'every byte arriving')
+
+    expect(received[0]).to.equalBytes(Uint8Array.from([1, 2, 3]))
+    expect(Math.max(...received.map(message => message.byteLength))).to.be.at.most(65_537)
+    expect(Buffer.concat(received.slice(1))).to.equalBytes(large)
     maConn.abort(new Error('done'))
   })
 
