@@ -30,7 +30,7 @@
 import { AbortError, ConnectionFailedError, serviceCapabilities, transportSymbol } from '@libp2p/interface'
 import { WebSockets as WebSocketsMatcher, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { multiaddrToUri as toUri } from '@multiformats/multiaddr-to-uri'
-import WebSocket from 'it-ws/web-socket'
+import WebSocket from './web-socket.ts'
 import { pEvent } from 'p-event'
 import { CustomProgressEvent } from 'progress-events'
 import { CLOSE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'

@@ -1,6 +1,5 @@
 import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
-import { pEvent } from 'p-event'
 import { allocUnsafe } from 'uint8arrays/alloc'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
 import { terminateWebSocket } from './terminate.ts'
@@ -26,7 +25,7 @@ export interface WebSocketLike {
   binaryType: string
   readonly bufferedAmount: number
   readonly readyState: number
-  send(data: Uint8Array): void
+  send(data: Uint8Array, cb?: (err?: Error) => void): void
   close(code?: number, reason?: string): void
   addEventListener(type: string, listener: (evt: any) => void, options?: { once?: boolean }): void
   removeEventListener(type: string, listener: (evt: any) => void): void
@@ -101,11 +100,9 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       this.onTransportClosed()
     }, { once: true })
 
-    if (this.socket != null) {
-      this.socket.on('drain', () => {
-        this.maybeDrained()
-      })
+    this.onSent = this.onSent.bind(this)
 
+    if (this.socket != null) {
       // `ws` clears the socket's timeout when it takes the socket, so this
       // must happen after the WebSocket is open
       if (init.inactivityTimeout !== 0) {
@@ -139,7 +136,9 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       this.sendMessages(data)
     }
 
-    const canSendMore = this.websocket.bufferedAmount < this.maxBufferedAmount
+    // a socket destroyed under us will never drain, and the connection is
+    // closing: waiting would only hold the writer
+    const canSendMore = this.socket?.destroyed === true || this.websocket.bufferedAmount < this.maxBufferedAmount
 
     if (!canSendMore && this.socket == null) {
       this.pollBufferedAmount()
@@ -161,11 +160,22 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     let batch: Uint8Array[] = []
     let batchLength = 0
 
-    const flush = (): void => {
+    const flush = (last: boolean): void => {
       if (batchLength > 0) {
-        this.websocket.send(join(batch, batchLength))
+        const message = join(batch, batchLength)
         batch = []
         batchLength = 0
+
+        // the last message's callback runs once everything before it has
+        // reached the kernel, which is when `bufferedAmount` goes down. The
+        // socket's own 'drain' is no substitute: Node.js emits it only after
+        // a write went over the socket's high-water mark (64 KiB), so a
+        // smaller `maxBufferedAmount` would wait for it forever
+        if (last && this.socket != null) {
+          this.websocket.send(message, this.onSent)
+        } else {
+          this.websocket.send(message)
+        }
       }
     }
 
@@ -176,7 +186,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
         const piece = buf.byteLength <= MAX_MESSAGE ? buf : buf.subarray(offset, offset + MAX_MESSAGE)
 
         if (batchLength + piece.byteLength > MAX_MESSAGE) {
-          flush()
+          flush(false)
         }
 
         batch.push(piece)
@@ -184,7 +194,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       }
     }
 
-    flush()
+    flush(true)
   }
 
   sendReset (): void {
@@ -223,7 +233,13 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       // we sent (the close frame included) is flushed, the peer's answer is
       // not awaited
       if (this.isStopping()) {
-        await this.flushed()
+        // a browser WebSocket can be neither flushed nor terminated: it
+        // finishes the close by itself, and the node need not wait for it
+        if (this.socket == null) {
+          return
+        }
+
+        await this.flushed(this.socket)
         terminate()
       }
 
@@ -236,14 +252,17 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
 
   /**
    * Resolves once the socket has handed everything written to the kernel, or
-   * has closed
+   * has closed. Ending the socket gives that moment ('finish') whatever is
+   * buffered; 'drain' would not come for less than the high-water mark
    */
-  private async flushed (): Promise<void> {
-    if (this.socket == null || this.socket.destroyed || this.socket.writableLength === 0) {
+  private async flushed (socket: Socket): Promise<void> {
+    if (socket.destroyed || socket.writableLength === 0) {
       return
     }
 
-    await pEvent(this.socket, 'drain', { rejectionEvents: ['close'] }).catch(() => {})
+    await new Promise<void>(resolve => {
+      socket.end(() => { resolve() })
+    })
   }
 
   sendPause (): void {
@@ -254,7 +273,12 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.websocket.resume?.()
   }
 
-  private maybeDrained (): void {
+  /**
+   * A message we sent has been handed to the kernel (or failed to be, and the
+   * socket is closing): the writer may go on if the buffer is low enough. A
+   * 'drain' nobody waits for is ignored
+   */
+  private onSent (): void {
     if (this.websocket.bufferedAmount < this.maxBufferedAmount) {
       this.safeDispatchEvent('drain')
     }
