@@ -36,7 +36,7 @@ import { CLOSE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
 import { createListener } from './listener.ts'
 import { applySocketOptions } from './socket-options.ts'
 import { SocketRegistry } from './socket-registry.ts'
-import { terminateWebSocket } from './terminate.ts'
+import { dropOnProtocolError, terminateWebSocket } from './terminate.ts'
 import WebSocket from './web-socket.ts'
 import { webSocketToMaConn } from './websocket-to-conn.ts'
 import type { WebSocketsSocketOptions } from './socket-options.ts'
@@ -433,6 +433,7 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     if (isWs) {
       ws.once('upgrade', (res: http.IncomingMessage) => {
         socket = res.socket as Socket
+        dropOnProtocolError(websocket, socket)
       })
     }
 

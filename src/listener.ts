@@ -9,6 +9,7 @@ import { WebSocketServer } from 'ws'
 import { CLOSE_TIMEOUT, HANDSHAKE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
 import { applySocketOptions } from './socket-options.ts'
 import { SocketRegistry } from './socket-registry.ts'
+import { dropOnProtocolError } from './terminate.ts'
 import { webSocketToMaConn } from './websocket-to-conn.ts'
 import type { WebSocketsSocketOptions } from './socket-options.ts'
 import type { ComponentLogger, Logger, Listener, ListenerEvents, CreateListenerOptions, CounterGroup, MetricGroup, Metrics, TLSCertificate, Libp2pEvents, Upgrader } from '@libp2p/interface'
@@ -336,6 +337,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     }
 
     const socket = req.socket as net.Socket
+    dropOnProtocolError(websocket, socket)
     // the HTTPS server hands us the TLS socket wrapping the one we accepted
     const protocol = (socket as tls.TLSSocket).encrypted === true ? '/tls/ws' : '/ws'
     const controller = new AbortController()

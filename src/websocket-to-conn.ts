@@ -77,9 +77,9 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.websocket.addEventListener('message', this.onMessage)
 
     // `ws` emits 'error' for protocol violations by the peer (bad frames,
-    // oversize messages): it has already sent the right close code and will
-    // emit 'close' next, but an 'error' nobody listens to would crash the
-    // process
+    // oversize messages): it has already sent the right close code, and the
+    // socket's owner drops the peer (`dropOnProtocolError`), but an 'error'
+    // nobody listens to would crash the process
     this.websocket.addEventListener('error', (evt) => {
       this.log('websocket error - %e', evt?.error ?? evt)
     })
