@@ -14,7 +14,12 @@ export default {
       // provides the Node.js 22 runtime npm scripts run on
       'node',
       // loaded by `ws` when present: native WebSocket masking
-      'bufferutil'
+      'bufferutil',
+      // comes with aegir, which bundles with it; the bundle test and the
+      // browser suite use the same copy
+      'esbuild',
+      // the browser suite imports the package by its own name, as users do
+      '@cleanstop/libp2p-websockets'
     ],
     productionIgnorePatterns: [
       '/benchmarks',

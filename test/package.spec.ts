@@ -9,10 +9,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { expect } from 'aegir/chai'
-
-const PACKAGE_NAME = '@cleanstop/libp2p-websockets'
+import { PACKAGE_NAME, packageRoot } from './fixtures/package-root.ts'
 
 /**
  * Everything the tarball may hold, by top-level entry (dist/ by its first
@@ -94,25 +92,6 @@ function explain (what: string, result: RunResult): string {
   const how = result.timedOut ? 'timed out and was killed' : `exited with ${result.signal ?? result.code}`
 
   return `${what} ${how}\n--- stdout\n${result.stdout.slice(-4_000)}\n--- stderr\n${result.stderr.slice(-4_000)}`
-}
-
-/**
- * The repository root, whether this runs from test/ or from dist/test/
- */
-function findRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-
-  while (dir !== dirname(dir)) {
-    const manifest = join(dir, 'package.json')
-
-    if (existsSync(manifest) && JSON.parse(readFileSync(manifest, 'utf8')).name === PACKAGE_NAME) {
-      return dir
-    }
-
-    dir = dirname(dir)
-  }
-
-  throw new Error(`No ${PACKAGE_NAME} package.json above ${fileURLToPath(import.meta.url)}`)
 }
 
 function installedVersion (root: string, name: string): string {
@@ -215,7 +194,7 @@ function tsconfig (moduleResolution: 'node16' | 'bundler', skipLibCheck: boolean
 describe('the npm package', function () {
   this.timeout(180_000)
 
-  const root = findRoot()
+  const root = packageRoot()
   const tsc = join(root, 'node_modules', '.bin', 'tsc')
   let workDir: string
   let project: string
