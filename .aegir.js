@@ -15,9 +15,8 @@ export default {
       'node',
       // loaded by `ws` when present: native WebSocket masking
       'bufferutil',
-      // comes with aegir, which bundles with it; the bundle test and the
-      // browser suite use the same copy
-      'esbuild',
+      // the Node.js 24 runtime the suite also runs on
+      'node24',
       // the browser suite imports the package by its own name, as users do
       '@cleanstop/libp2p-websockets'
     ],
