@@ -22,6 +22,7 @@ export default {
       '/reproductions',
       '/dist',
       '/test',
+      '/toolbox',
       '.aegir.js'
     ]
   }
