@@ -8,24 +8,24 @@
  *
  * Usage: `node reproductions/handshake-deadline.ts [upstream|ours]`
  */
-import { connect } from './raw-websocket.ts'
-import { createNode, portOf, report, within } from './scenario.ts'
+import { closedByServer, halfHttpClient } from '../toolbox/stalled-clients.ts'
+import { report } from '../toolbox/supervised.ts'
+import { within } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
 import { noReport, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 // past our 10 s default, within the 15 s child deadline
 const WATCH_MS = 11_000
 
-async function scenario (transport: TransportName): Promise<void> {
-  const node = await createNode(transport)
-  const socket = await connect(portOf(node))
+async function scenario (transport: TransportId): Promise<void> {
+  const node = await scenarioNode(transport)
   const start = performance.now()
+  const socket = await halfHttpClient(node.getMultiaddrs()[0])
+  await report('connected')
 
-  socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${portOf(node)}\r\n`)
-  report('connected')
-
-  const closed = await within(new Promise(resolve => socket.once('close', resolve)), WATCH_MS)
-  report('watched', { closedMs: closed == null ? undefined : Math.round(performance.now() - start) })
+  const closed = await within(closedByServer(socket).then(() => true), WATCH_MS)
+  await report('watched', { closedMs: closed == null ? undefined : Math.round(performance.now() - start) })
   process.exit(0)
 }
 
