@@ -11,9 +11,9 @@ import * as raw from './raw.ts'
 import * as setup from './setup.ts'
 import * as stop from './stop.ts'
 import * as throughput from './throughput.ts'
+import type { WebSocketsInit } from '../src/index.ts'
 import type { Commands } from '../toolbox/supervised.ts'
 import type { TransportId } from '../toolbox/transports.ts'
-import type { WebSocketsInit } from '../src/index.ts'
 import type { Libp2p } from '@libp2p/interface'
 
 /**

@@ -9,7 +9,7 @@ import { closeCodeOf, frame, rawWebSocket } from '../toolbox/raw-websocket.ts'
 import { report } from '../toolbox/supervised.ts'
 import { delay } from '../toolbox/time.ts'
 import { scenarioNode } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
+import { noReport, reported, reproduce } from './verdicts.ts'
 import type { TransportId } from '../toolbox/transports.ts'
 
 // how long the process must survive the frame
@@ -37,10 +37,7 @@ await reproduce({
   script: import.meta.url,
   scenario,
   judge: async (child) => {
-    if (await child.next('upgraded', 10_000) == null) {
-      return noReport(child, 'upgraded')
-    }
-
+    await reported(child, 'upgraded', 10_000)
     const alive = await child.next('alive', WATCH_MS + 3_000)
 
     if (alive == null) {

@@ -11,7 +11,7 @@ import { closeCodeOf, frame, OPCODE, rawWebSocket } from '../toolbox/raw-websock
 import { report } from '../toolbox/supervised.ts'
 import { delay } from '../toolbox/time.ts'
 import { scenarioNode } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
+import { reported, reproduce } from './verdicts.ts'
 import type { TransportId } from '../toolbox/transports.ts'
 
 const MiB = 1024 * 1024
@@ -66,11 +66,7 @@ await reproduce({
   scenario,
   child: { execArgv: ['--expose-gc'] },
   judge: async (child) => {
-    const sent = await child.next('sent', 13_000)
-
-    if (sent == null) {
-      return noReport(child, 'sent')
-    }
+    const sent = await reported(child, 'sent', 13_000)
 
     const what = `after a frame header announcing ${ANNOUNCED / MiB} MiB, ${sent.sentMiB} MiB sent`
 

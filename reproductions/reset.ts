@@ -10,7 +10,7 @@
 import { report } from '../toolbox/supervised.ts'
 import { delay } from '../toolbox/time.ts'
 import { scenarioNode } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
+import { reported, reproduce } from './verdicts.ts'
 import type { Node } from './scenario.ts'
 import type { TransportId } from '../toolbox/transports.ts'
 import type { Connection } from '@libp2p/interface'
@@ -60,11 +60,7 @@ await reproduce({
   // libp2p logs why sendReset failed, at the error level
   child: { env: { DEBUG: 'libp2p:websockets:*:error' } },
   judge: async (child) => {
-    const result = await child.next('reset', 12_000)
-
-    if (result == null) {
-      return noReport(child, 'reset')
-    }
+    const result = await reported(child, 'reset', 12_000)
 
     const describe = (end: string, ms: number | null): string => ms == null
       ? `a reset by the ${end} left the other end open ${WATCH_MS} ms later`

@@ -10,7 +10,7 @@ import { silentClient } from '../toolbox/stalled-clients.ts'
 import { report } from '../toolbox/supervised.ts'
 import { delay, within } from '../toolbox/time.ts'
 import { scenarioNode } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
+import { reported, reproduce } from './verdicts.ts'
 import type { TransportId } from '../toolbox/transports.ts'
 
 // @libp2p/tcp stops in well under a second on loopback
@@ -40,11 +40,7 @@ await reproduce({
   script: import.meta.url,
   scenario,
   judge: async (child) => {
-    const stop = await child.next('stop', 13_000)
-
-    if (stop == null) {
-      return noReport(child, 'stop')
-    }
+    const stop = await reported(child, 'stop', 13_000)
 
     if (stop.stopMs == null) {
       return { ok: false, detail: `node.stop() still pending ${STOP_DEADLINE_MS} ms after it was called; the silent client's socket is ${stop.socketClosed === true ? 'closed' : 'still open'}` }

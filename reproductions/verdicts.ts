@@ -74,7 +74,7 @@ export async function reproduce (reproduction: Reproduction): Promise<void> {
     try {
       return await reproduction.judge(child, transport)
     } catch (err: any) {
-      return { detail: `judging failed: ${err?.message ?? err}` }
+      return { detail: err instanceof NoReport ? err.message : `judging failed: ${err?.message ?? err}` }
     } finally {
       child.kill()
       await child.exited
@@ -104,6 +104,25 @@ export function noReport (child: Child, what: string): Verdict {
   return { detail: `no "${what}" report, ${child.describeExit()}${output === '' ? '' : `: ${output}`}` }
 }
 
+/**
+ * A report missing, so the run proves nothing: the verdict says why
+ */
+class NoReport extends Error {}
+
+/**
+ * The next report of this type; if none comes within `ms`, the judging ends
+ * with the `noReport` verdict
+ */
+export async function reported (child: Child, type: string, ms: number): Promise<Received> {
+  const message = await child.next(type, ms)
+
+  if (message == null) {
+    throw new NoReport(noReport(child, type).detail)
+  }
+
+  return message
+}
+
 function isTransport (arg: unknown): arg is TransportId {
   return TRANSPORTS.includes(arg as TransportId)
 }
@@ -127,12 +146,7 @@ const STOP_DEADLINE_MS = 8_000
  * by itself
  */
 export async function judgeExit (child: Child, setup: string, describe?: (event: Received) => string): Promise<Verdict> {
-  const ready = await child.next(setup, 11_000)
-
-  if (ready == null) {
-    return noReport(child, setup)
-  }
-
+  const ready = await reported(child, setup, 11_000)
   const stopped = await child.next('stopped', STOP_DEADLINE_MS)
 
   if (stopped == null) {
