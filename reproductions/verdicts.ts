@@ -61,12 +61,10 @@ export async function reproduce (reproduction: Reproduction): Promise<void> {
   }
 
   const transports = args.length === 0 ? TRANSPORTS : [args[0] as TransportId]
-  const name = fileURLToPath(reproduction.script)
 
   // in parallel, so the whole run stays within one child deadline
   const verdicts = await Promise.all(transports.map(async transport => {
     const child = new Child(new URL(reproduction.script), ['--scenario', transport], {
-      name: `${name} (${transport})`,
       deadlineMs: CHILD_DEADLINE_MS,
       ...reproduction.child
     })
@@ -81,7 +79,8 @@ export async function reproduce (reproduction: Reproduction): Promise<void> {
     }
   }))
 
-  const indent = process.argv[1] === name ? '' : '  '
+  // run from all.ts, the lines go under the reproduction's name
+  const indent = process.argv[1] === fileURLToPath(reproduction.script) ? '' : '  '
 
   transports.forEach((transport, i) => {
     const { ok, detail } = verdicts[i]

@@ -1,6 +1,6 @@
 import { startRemoteNode } from './remote-node.ts'
 import { withDeadline } from './time.ts'
-import type { Hazard, HazardId, Setup } from './hazards.ts'
+import type { Hazard, Setup } from './hazards.ts'
 import type { RemoteNode, RemoteNodeOptions } from './remote-node.ts'
 import type { TransportId } from './transports.ts'
 
@@ -22,7 +22,7 @@ export interface Deadlines {
 }
 
 export interface Result {
-  hazard: HazardId
+  hazard: string
   transport: TransportId
 
   /**

@@ -11,8 +11,6 @@ import { TRANSPORTS } from './transports.ts'
 import type { RemoteNode, RemoteNodeOptions } from './remote-node.ts'
 import type { TransportId } from './transports.ts'
 
-export type HazardId = 'idle' | 'established' | 'raw-client' | 'frozen-inbound' | 'frozen-outbound' | 'silent-dial'
-
 /**
  * What a hazard may use to set itself up. Everything started through it is
  * killed or closed when the scenario ends, whatever happened
@@ -21,7 +19,9 @@ export interface Setup {
   transport: TransportId
 
   /**
-   * Start the node under test
+   * Start the node under test. With `{ started: false }` its node is created
+   * but not started: `child.call('start')` starts it, e.g. for a stop that
+   * comes while it is still starting
    */
   subject(options?: RemoteNodeOptions): Promise<RemoteNode>
 
@@ -47,7 +47,10 @@ export interface Setup {
 }
 
 export interface Hazard {
-  id: HazardId
+  /**
+   * Short, for progress lines and JSON
+   */
+  id: string
 
   /**
    * Its number in the brief, for the table
@@ -68,7 +71,7 @@ const SETTLE_MS = 250
 /**
  * A peer connected to the node under test, dialed by `dialer`, then frozen
  */
-function frozenPeer (id: HazardId, row: string, label: string, dialer: 'peer' | 'subject'): Hazard {
+function frozenPeer (id: string, row: string, label: string, dialer: 'peer' | 'subject'): Hazard {
   return {
     id,
     row,
