@@ -92,6 +92,10 @@ export async function runHazard (hazard: Hazard, transport: TransportId, deadlin
       throw new Error(`${child.name} ${child.describeExit()} during node.stop()\n${child.output.trim()}`)
     }
 
+    if (stopped.error != null) {
+      throw new Error(stopped.error)
+    }
+
     // from here on the child only has to go away, nobody asks it anything
     result.stopMs = stopped.result.stopMs
     result.error = stopped.result.error
