@@ -5,6 +5,18 @@ export default {
     bundlesize: true,
     bundlesizeMax: '22KB'
   },
+  lint: {
+    // aegir's defaults name no demo, reproductions or toolbox
+    files: [
+      '*.{js,ts}',
+      'src/**/*.ts',
+      'test/**/*.ts',
+      'benchmarks/**/*.ts',
+      'demo/**/*.ts',
+      'reproductions/**/*.ts',
+      'toolbox/**/*.ts'
+    ]
+  },
   test: {
     // every test bounds its own waits; this only catches a test that forgot to
     timeout: 60_000
@@ -26,6 +38,7 @@ export default {
       '/reproductions',
       '/dist',
       '/test',
+      '/toolbox',
       '.aegir.js'
     ]
   }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--quick] [--json] [--only=raw,data,idle]
+ * `npm run bench -- [--quick] [--json] [--only=raw,data,buffered,idle]
  * [--transports=upstream,ours,tcp] [--cpu-prof]`:
  * the transport against
  * `@libp2p/websockets` and `@libp2p/tcp` on loopback, listener and dialer in
@@ -8,38 +8,43 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
+import { Child, killAll, killAllOnSignals } from '../toolbox/supervisor.ts'
+import { TRANSPORTS, TRANSPORT_IDS } from '../toolbox/transports.ts'
 import { openIdle } from './memory.ts'
 import { measureRaw } from './raw.ts'
-import { Child, childExecArgv, killAll } from './rpc.ts'
 import { measureSetup } from './setup.ts'
 import { summarize, ratio } from './stats.ts'
 import { measureStop } from './stop.ts'
 import { measureThroughput } from './throughput.ts'
-import { LABELS, TRANSPORTS } from './transports.ts'
 import type { RawKind } from './raw.ts'
 import type { Summary } from './stats.ts'
-import type { TransportName } from './transports.ts'
+import type { WebSocketsInit } from '../src/index.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
-const MiB = 1024 * 1024
+const KiB = 1024
+const MiB = 1024 * KiB
 
 const argv = new Set(process.argv.slice(2))
 const quick = argv.has('--quick')
 const jsonOnly = argv.has('--json')
-const only = new Set(process.argv.find(a => a.startsWith('--only='))?.slice(7).split(',') ?? ['raw', 'data', 'idle'])
+const only = new Set(process.argv.find(a => a.startsWith('--only='))?.slice(7).split(',') ?? ['raw', 'data', 'buffered', 'idle'])
 const picked = process.argv.find(a => a.startsWith('--transports='))?.slice(13).split(',')
 // a subset is for profiling one transport: ratios need all three
-const ACTIVE = TRANSPORTS.filter(t => picked == null || picked.includes(t))
+const ACTIVE = TRANSPORT_IDS.filter(t => picked == null || picked.includes(t))
 const PROFILES = new URL('./results/profiles/', import.meta.url).pathname
+const ENTRY = new URL('./child.ts', import.meta.url)
 
-if (argv.has('--cpu-prof')) {
-  // each child writes a .cpuprofile there when it exits by itself
-  childExecArgv.push('--cpu-prof', `--cpu-prof-dir=${PROFILES}`)
-}
+/**
+ * What the rows at a small `maxBufferedAmount` set it to: the sender waits on
+ * backpressure all the time, so what that path costs shows
+ */
+const BUFFERED = [16 * KiB, 64 * KiB]
 
 const CONFIG = quick
   ? {
       rounds: 3,
       throughputBytes: 16 * MiB,
+      bufferedBytes: 8 * MiB,
       setupCount: 40,
       idleCounts: [0, 100],
       stopRounds: 1,
@@ -49,6 +54,7 @@ const CONFIG = quick
   : {
       rounds: 5,
       throughputBytes: 128 * MiB,
+      bufferedBytes: 32 * MiB,
       setupCount: 200,
       idleCounts: [0, 100, 1000],
       stopRounds: 3,
@@ -75,30 +81,37 @@ interface Figure {
   name: string
   unit: string
   better: Better
-  summaries: Record<TransportName, Summary>
+  summaries: Record<TransportId, Summary>
   /**
    * Median of each transport divided by the median of upstream and of tcp
    */
-  vsUpstream: Record<TransportName, number | null>
-  vsTcp: Record<TransportName, number | null>
+  vsUpstream: Record<TransportId, number | null>
+  vsTcp: Record<TransportId, number | null>
 }
 
-type Samples = Record<string, Record<TransportName, Array<number | null | undefined>>>
+type Samples = Record<string, Record<TransportId, Array<number | null | undefined>>>
 
 const samples: Samples = {}
 
-function record (figure: string, transport: TransportName, value: number | null | undefined): void {
+function record (figure: string, transport: TransportId, value: number | null | undefined): void {
   samples[figure] ??= { upstream: [], ours: [], tcp: [] }
   samples[figure][transport].push(value)
 }
 
+/**
+ * The figures of one transfer, for each way of running it (`1 stream`, ...)
+ */
+function transferFigures (...ways: string[]): Array<{ name: string, unit: string, better: Better }> {
+  return [
+    { name: 'throughput', unit: 'MB/s', better: 'higher' as Better },
+    { name: 'dialer CPU', unit: 'ms/MiB', better: 'lower' as Better },
+    { name: 'listener CPU', unit: 'ms/MiB', better: 'lower' as Better }
+  ].flatMap(figure => ways.map(way => ({ ...figure, name: `${figure.name} ${way}` })))
+}
+
 const FIGURES: Array<{ name: string, unit: string, better: Better }> = [
-  { name: 'throughput 1 stream', unit: 'MB/s', better: 'higher' },
-  { name: 'throughput 8 streams', unit: 'MB/s', better: 'higher' },
-  { name: 'dialer CPU 1 stream', unit: 'ms/MiB', better: 'lower' },
-  { name: 'dialer CPU 8 streams', unit: 'ms/MiB', better: 'lower' },
-  { name: 'listener CPU 1 stream', unit: 'ms/MiB', better: 'lower' },
-  { name: 'listener CPU 8 streams', unit: 'ms/MiB', better: 'lower' },
+  ...transferFigures('1 stream', '8 streams'),
+  ...transferFigures(...BUFFERED.map(bufferedWay)),
   { name: 'connection setup', unit: 'conn/s', better: 'higher' },
   { name: 'setup latency p50', unit: 'ms', better: 'lower' },
   { name: 'setup latency p99', unit: 'ms', better: 'lower' },
@@ -117,8 +130,33 @@ const FIGURES: Array<{ name: string, unit: string, better: Better }> = [
   { name: `close to exit ${MAX_IDLE} conns`, unit: 'ms', better: 'lower' }
 ]
 
-async function startListener (transport: TransportName): Promise<{ child: Child, addr: string }> {
-  const child = await Child.start('listener', { transport }, { deadline: CHILD_DEADLINE, execArgv: ['--expose-gc'] })
+function bufferedWay (maxBufferedAmount: number): string {
+  return `1 stream, maxBufferedAmount ${maxBufferedAmount / KiB} KiB`
+}
+
+/**
+ * Start child.ts in a role and wait until it serves
+ */
+async function startRole (role: string, args: { transport?: TransportId, kind?: RawKind, init?: WebSocketsInit }, execArgv: string[] = []): Promise<Child> {
+  // each child writes a .cpuprofile when it exits by itself
+  const profile = argv.has('--cpu-prof')
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILES}`, `--cpu-prof-name=${[role, args.transport ?? args.kind, Date.now()].join('-')}.cpuprofile`]
+    : []
+  const child = new Child(ENTRY, [role, JSON.stringify(args)], {
+    name: role,
+    deadlineMs: CHILD_DEADLINE,
+    execArgv: ['--disable-warning=ExperimentalWarning', ...profile, ...execArgv],
+    // bufferutil (native WebSocket masking) comes with our package, not with
+    // upstream's: upstream's processes run as it installs on its own
+    env: args.transport === 'upstream' ? { WS_NO_BUFFER_UTIL: '1' } : {}
+  })
+  await child.started()
+
+  return child
+}
+
+async function startListener (transport: TransportId, init?: WebSocketsInit): Promise<{ child: Child, addr: string }> {
+  const child = await startRole('listener', { transport, init }, ['--expose-gc'])
   const addr = await child.call<string>('addr')
 
   return { child, addr }
@@ -127,8 +165,8 @@ async function startListener (transport: TransportName): Promise<{ child: Child,
 async function benchRaw (): Promise<Record<RawKind, Summary>> {
   const kinds: RawKind[] = ['ws', 'tcp']
   const pairs = await Promise.all(kinds.map(async kind => {
-    const server = await Child.start('raw-server', { kind }, { deadline: CHILD_DEADLINE })
-    const client = await Child.start('raw-client', { kind }, { deadline: CHILD_DEADLINE })
+    const server = await startRole('raw-server', { kind })
+    const client = await startRole('raw-client', { kind })
     const port = await server.call<number>('listen')
     return { kind, server, client, port }
   }))
@@ -153,20 +191,38 @@ async function benchRaw (): Promise<Record<RawKind, Summary>> {
   return { ws: summarize(runs.ws), tcp: summarize(runs.tcp) }
 }
 
+interface Pair {
+  transport: TransportId
+  listener: Child
+  dialer: Child
+  addr: string
+}
+
+/**
+ * A listener and a dialer per transport, with `init`, for the time of `run`
+ */
+async function withPairs (transports: TransportId[], init: WebSocketsInit | undefined, run: (pairs: Pair[]) => Promise<void>): Promise<void> {
+  const pairs: Pair[] = []
+
+  try {
+    for (const transport of transports) {
+      const { child: listener, addr } = await startListener(transport, init)
+      const dialer = await startRole('dialer', { transport, init })
+      pairs.push({ transport, listener, dialer, addr })
+    }
+
+    await run(pairs)
+  } finally {
+    await Promise.all(pairs.flatMap(({ listener, dialer }) => [listener.close(), dialer.close()]))
+  }
+}
+
 /**
  * Throughput and connection setup share a long-lived listener and dialer per
  * transport
  */
 async function benchDataPath (): Promise<void> {
-  const pairs: Array<{ transport: TransportName, listener: Child, dialer: Child, addr: string }> = []
-
-  try {
-    for (const transport of ACTIVE) {
-      const { child: listener, addr } = await startListener(transport)
-      const dialer = await Child.start('dialer', { transport }, { deadline: CHILD_DEADLINE })
-      pairs.push({ transport, listener, dialer, addr })
-    }
-
+  await withPairs(ACTIVE, undefined, async (pairs) => {
     // let the JIT see every path before anything counts
     for (const { listener, dialer, addr } of pairs) {
       await measureThroughput(listener, dialer, { addr, bytes: 4 * MiB, streams: 1 })
@@ -175,15 +231,9 @@ async function benchDataPath (): Promise<void> {
     }
 
     for (const streams of [1, 8]) {
-      const label = streams === 1 ? '1 stream' : '8 streams'
-
       for (let round = 0; round < CONFIG.rounds; round++) {
-        for (const { transport, listener, dialer, addr } of pairs) {
-          const { mbps, cpuMsPerMiB, listenerCpuMsPerMiB } = await measureThroughput(listener, dialer, { addr, bytes: CONFIG.throughputBytes, streams })
-          record(`throughput ${label}`, transport, mbps)
-          record(`dialer CPU ${label}`, transport, cpuMsPerMiB)
-          record(`listener CPU ${label}`, transport, listenerCpuMsPerMiB)
-          log(`  throughput ${label} round ${round + 1} ${transport}: ${mbps.toFixed(1)} MB/s, CPU per MiB ${cpuMsPerMiB.toFixed(2)} ms dialer, ${listenerCpuMsPerMiB.toFixed(2)} ms listener`)
+        for (const pair of pairs) {
+          await transfer(streams === 1 ? '1 stream' : '8 streams', round, pair, CONFIG.throughputBytes, streams)
         }
       }
     }
@@ -200,9 +250,38 @@ async function benchDataPath (): Promise<void> {
         log(`  setup round ${round + 1} ${transport}: ${setup.perSecond.toFixed(0)} conn/s, dial p50 ${setup.p50.toFixed(2)} ms, p99 ${setup.p99.toFixed(2)} ms, close p50 ${setup.closeP50.toFixed(2)} ms, CPU per conn ${setup.dialerCpuMs.toFixed(2)} ms dialer, ${setup.listenerCpuMs.toFixed(2)} ms listener`)
       }
     }
-  } finally {
-    await Promise.all(pairs.flatMap(({ listener, dialer }) => [listener.close(), dialer.close()]))
+  })
+}
+
+/**
+ * One stream at each small `maxBufferedAmount`, ours against upstream (which
+ * takes the same option): the CPU our backpressure path costs
+ */
+async function benchBuffered (): Promise<void> {
+  for (const maxBufferedAmount of BUFFERED) {
+    await withPairs(ACTIVE.filter(transport => transport !== 'tcp'), { maxBufferedAmount }, async (pairs) => {
+      for (const { listener, dialer, addr } of pairs) {
+        await measureThroughput(listener, dialer, { addr, bytes: 2 * MiB, streams: 1 })
+      }
+
+      for (let round = 0; round < CONFIG.rounds; round++) {
+        for (const pair of pairs) {
+          await transfer(bufferedWay(maxBufferedAmount), round, pair, CONFIG.bufferedBytes, 1)
+        }
+      }
+    })
   }
+}
+
+/**
+ * One transfer over a pair, its figures recorded under `way`
+ */
+async function transfer (way: string, round: number, { transport, listener, dialer, addr }: Pair, bytes: number, streams: number): Promise<void> {
+  const { mbps, cpuMsPerMiB, listenerCpuMsPerMiB } = await measureThroughput(listener, dialer, { addr, bytes, streams })
+  record(`throughput ${way}`, transport, mbps)
+  record(`dialer CPU ${way}`, transport, cpuMsPerMiB)
+  record(`listener CPU ${way}`, transport, listenerCpuMsPerMiB)
+  log(`  throughput ${way} round ${round + 1} ${transport}: ${mbps.toFixed(1)} MB/s, CPU per MiB ${cpuMsPerMiB.toFixed(2)} ms dialer, ${listenerCpuMsPerMiB.toFixed(2)} ms listener`)
 }
 
 /**
@@ -210,14 +289,14 @@ async function benchDataPath (): Promise<void> {
  * on across runs in one fleet process per transport
  */
 async function benchIdle (): Promise<void> {
-  const fleets = new Map<TransportName, Child>()
+  const fleets = new Map<TransportId, Child>()
 
-  const run = async (transport: TransportName, count: number, closeListenerFirst: boolean): Promise<void> => {
+  const run = async (transport: TransportId, count: number, closeListenerFirst: boolean): Promise<void> => {
     const { child: listener, addr } = await startListener(transport)
 
     try {
       if (count > 0) {
-        const fleet = fleets.get(transport) ?? await Child.start('fleet', { transport }, { deadline: CHILD_DEADLINE })
+        const fleet = fleets.get(transport) ?? await startRole('fleet', { transport })
         fleets.set(transport, fleet)
         const idle = await openIdle(listener, fleet, addr, count)
 
@@ -268,15 +347,15 @@ async function benchIdle (): Promise<void> {
 
 function figures (): Figure[] {
   return FIGURES.filter(({ name }) => samples[name] != null).map(({ name, unit, better }) => {
-    const summaries = Object.fromEntries(TRANSPORTS.map(t => [t, summarize(samples[name][t])])) as Record<TransportName, Summary>
+    const summaries = Object.fromEntries(TRANSPORT_IDS.map(t => [t, summarize(samples[name][t])])) as Record<TransportId, Summary>
 
     return {
       name,
       unit,
       better,
       summaries,
-      vsUpstream: Object.fromEntries(TRANSPORTS.map(t => [t, ratio(summaries[t].median, summaries.upstream.median)])) as Record<TransportName, number | null>,
-      vsTcp: Object.fromEntries(TRANSPORTS.map(t => [t, ratio(summaries[t].median, summaries.tcp.median)])) as Record<TransportName, number | null>
+      vsUpstream: Object.fromEntries(TRANSPORT_IDS.map(t => [t, ratio(summaries[t].median, summaries.upstream.median)])) as Record<TransportId, number | null>,
+      vsTcp: Object.fromEntries(TRANSPORT_IDS.map(t => [t, ratio(summaries[t].median, summaries.tcp.median)])) as Record<TransportId, number | null>
     }
   })
 }
@@ -354,11 +433,11 @@ function met (value: boolean | null): string {
 
 function report (figs: Figure[], raw: Record<RawKind, Summary>, goals: Target[]): string {
   const rows = [
-    ['figure (median [min-max])', 'unit', ...TRANSPORTS.map(t => t), 'ours/upstream', 'ours/tcp', 'upstream/tcp'],
+    ['figure (median [min-max])', 'unit', ...TRANSPORT_IDS.map(t => t), 'ours/upstream', 'ours/tcp', 'upstream/tcp'],
     ...figs.map(f => [
       f.name,
       f.unit,
-      ...TRANSPORTS.map(t => cell(f.summaries[t])),
+      ...TRANSPORT_IDS.map(t => cell(f.summaries[t])),
       fmt(f.vsUpstream.ours, 2),
       fmt(f.vsTcp.ours, 2),
       fmt(f.vsTcp.upstream, 2)
@@ -379,7 +458,7 @@ function report (figs: Figure[], raw: Record<RawKind, Summary>, goals: Target[])
 
 async function main (): Promise<void> {
   const started = Date.now()
-  log(`bench (${quick ? 'quick' : 'full'}): ${TRANSPORTS.map(t => `${t} = ${LABELS[t]}`).join(', ')}`)
+  log(`bench (${quick ? 'quick' : 'full'}): ${TRANSPORT_IDS.map(t => `${t} = ${TRANSPORTS[t].name}`).join(', ')}`)
 
   let raw: Record<RawKind, Summary> = { ws: summarize([]), tcp: summarize([]) }
 
@@ -391,6 +470,11 @@ async function main (): Promise<void> {
   if (only.has('data')) {
     log('throughput and connection setup')
     await benchDataPath()
+  }
+
+  if (only.has('buffered')) {
+    log('throughput at a small maxBufferedAmount')
+    await benchBuffered()
   }
 
   if (only.has('idle')) {
@@ -413,7 +497,7 @@ async function main (): Promise<void> {
       totalMemory: os.totalmem()
     },
     config: CONFIG,
-    transports: LABELS,
+    transports: Object.fromEntries(TRANSPORT_IDS.map(t => [t, TRANSPORTS[t].name])),
     units: { 'MB/s': '10^6 bytes per second', KiB: '1024 bytes', 'ms/MiB': 'process CPU ms (user + system) per 2^20 bytes sent' },
     figures: figs,
     raw,
@@ -431,12 +515,7 @@ async function main (): Promise<void> {
   }
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    killAll()
-    process.exit(130)
-  })
-}
+killAllOnSignals()
 
 try {
   await main()

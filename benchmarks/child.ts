@@ -1,20 +1,50 @@
 /**
- * Entry of every process the bench runner forks: `child.ts ROLE ARGS`, then
- * commands over IPC (see rpc.ts)
+ * Entry of every process the bench runner starts: `child.ts ROLE ARGS`, then
+ * calls over IPC (toolbox/supervised.ts)
  */
 import { multiaddr } from '@multiformats/multiaddr'
+import { createNode } from '../toolbox/node.ts'
+import { serve } from '../toolbox/supervised.ts'
+import { cpu } from './cpu.ts'
 import * as memory from './memory.ts'
 import * as raw from './raw.ts'
-import { serve } from './rpc.ts'
 import * as setup from './setup.ts'
 import * as stop from './stop.ts'
 import * as throughput from './throughput.ts'
-import { createBenchNode } from './transports.ts'
-import type { Handlers } from './rpc.ts'
+import type { WebSocketsInit } from '../src/index.ts'
+import type { Commands } from '../toolbox/supervised.ts'
+import type { TransportId } from '../toolbox/transports.ts'
+import type { Libp2p } from '@libp2p/interface'
 
-const ROLES: Record<string, (args: any) => Promise<Handlers>> = {
-  async listener ({ transport }) {
-    const node = await createBenchNode(transport, { listen: true })
+/**
+ * A node with the transport's defaults, or `init`
+ */
+async function benchNode (transport: TransportId, init?: WebSocketsInit, listen = false): Promise<Libp2p> {
+  return createNode({
+    transport,
+    init,
+    listen: listen ? undefined : [],
+    config: {
+      connectionManager: {
+        // the defaults (300 connections, 5 per second and 10 pending per host)
+        // would refuse most of the connections these benchmarks open, all from
+        // 127.0.0.1
+        maxConnections: 100_000,
+        inboundConnectionThreshold: 100_000,
+        maxIncomingPendingConnections: 1_000
+      },
+      connectionMonitor: {
+        // its ping every 10 s per connection is traffic, and idle connections
+        // must stay idle while memory is measured
+        enabled: false
+      }
+    }
+  })
+}
+
+const ROLES: Record<string, (args: any) => Promise<Commands>> = {
+  async listener ({ transport, init }) {
+    const node = await benchNode(transport, init, true)
     await node.handle(throughput.COUNT_PROTOCOL, throughput.handleCount, {
       maxInboundStreams: 1_000
     })
@@ -23,14 +53,14 @@ const ROLES: Record<string, (args: any) => Promise<Handlers>> = {
       async addr () {
         return node.getMultiaddrs()[0].toString()
       },
-      cpu: throughput.cpu,
+      cpu,
       ...memory.listenerCommands(node),
       ...stop.listenerCommands(node)
     }
   },
 
-  async dialer ({ transport }) {
-    const node = await createBenchNode(transport)
+  async dialer ({ transport, init }) {
+    const node = await benchNode(transport, init)
 
     return {
       ...throughput.dialerCommands(node, multiaddr),
@@ -39,7 +69,7 @@ const ROLES: Record<string, (args: any) => Promise<Handlers>> = {
   },
 
   async fleet ({ transport }) {
-    return memory.fleetCommands(transport, multiaddr)
+    return memory.fleetCommands(async () => benchNode(transport), multiaddr)
   },
 
   async 'raw-server' ({ kind }) {

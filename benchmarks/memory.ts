@@ -1,7 +1,5 @@
-import { setTimeout as delay } from 'node:timers/promises'
-import { createBenchNode } from './transports.ts'
-import type { Child } from './rpc.ts'
-import type { TransportName } from './transports.ts'
+import { delay } from '../toolbox/time.ts'
+import type { Child } from '../toolbox/supervisor.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -9,7 +7,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * Many peers, one libp2p node each, in one process: the listener sees a
  * distinct peer per connection, as it would in a real network
  */
-export function fleetCommands (transport: TransportName, multiaddr: (addr: string) => Multiaddr): Record<string, (args: any) => Promise<any>> {
+export function fleetCommands (createNode: () => Promise<Libp2p>, multiaddr: (addr: string) => Multiaddr): Record<string, (args: any) => Promise<any>> {
   const nodes: Libp2p[] = []
 
   return {
@@ -18,7 +16,7 @@ export function fleetCommands (transport: TransportName, multiaddr: (addr: strin
      */
     async connect ({ addr, from, to, concurrency }: { addr: string, from: number, to: number, concurrency: number }): Promise<void> {
       while (nodes.length < to) {
-        nodes.push(await createBenchNode(transport))
+        nodes.push(await createNode())
       }
 
       const ma = multiaddr(addr)

@@ -1,8 +1,9 @@
 import http from 'node:http'
 import net from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
-import { now } from './rpc.ts'
-import type { Child } from './rpc.ts'
+import { now } from '../toolbox/time.ts'
+import { cpuClock } from './cpu.ts'
+import type { Child } from '../toolbox/supervisor.ts'
 
 /**
  * The limits of this machine under libp2p: the same bytes between two
@@ -73,12 +74,11 @@ export function clientCommands (kind: RawKind): Record<string, (args: any) => Pr
 
   return {
     async transfer ({ port, bytes }: { port: number, bytes: number }): Promise<RawRun> {
-      const cpu = process.cpuUsage()
+      const cpuMs = cpuClock()
       const start = now()
       const received = kind === 'tcp' ? await sendTcp(port, bytes, chunk) : await sendWs(port, bytes, chunk)
-      const used = process.cpuUsage(cpu)
 
-      return { ms: now() - start, sent: bytes, received, cpuMs: (used.user + used.system) / 1000 }
+      return { ms: now() - start, sent: bytes, received, cpuMs: cpuMs() }
     }
   }
 }

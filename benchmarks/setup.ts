@@ -1,5 +1,6 @@
-import { now } from './rpc.ts'
-import type { Child } from './rpc.ts'
+import { now } from '../toolbox/time.ts'
+import { cpuClock, withListenerCpu } from './cpu.ts'
+import type { Child } from '../toolbox/supervisor.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -24,7 +25,7 @@ export function dialerCommands (node: Libp2p, multiaddr: (addr: string) => Multi
       const ma = multiaddr(addr)
       const latencies: number[] = []
       const closes: number[] = []
-      const cpu = process.cpuUsage()
+      const cpuMs = cpuClock()
       const start = now()
 
       for (let i = 0; i < count; i++) {
@@ -37,9 +38,7 @@ export function dialerCommands (node: Libp2p, multiaddr: (addr: string) => Multi
         closes.push(now() - opened)
       }
 
-      const used = process.cpuUsage(cpu)
-
-      return { latencies, closes, ms: now() - start, cpuMs: (used.user + used.system) / 1000 }
+      return { latencies, closes, ms: now() - start, cpuMs: cpuMs() }
     }
   }
 }
@@ -63,9 +62,7 @@ export interface SetupResult {
 }
 
 export async function measureSetup (listener: Child, dialer: Child, args: SetupArgs): Promise<SetupResult> {
-  const before = await listener.call<number>('cpu')
-  const run = await dialer.call<SetupRun>('setup', args, 120_000)
-  const after = await listener.call<number>('cpu')
+  const { run, listenerCpuMs } = await withListenerCpu(listener, async () => dialer.call<SetupRun>('setup', args, 120_000))
   const sorted = run.latencies.sort((a, b) => a - b)
 
   return {
@@ -74,7 +71,7 @@ export async function measureSetup (listener: Child, dialer: Child, args: SetupA
     p99: quantile(sorted, 0.99),
     closeP50: quantile(run.closes.sort((a, b) => a - b), 0.5),
     dialerCpuMs: run.cpuMs / args.count,
-    listenerCpuMs: (after - before) / args.count
+    listenerCpuMs: listenerCpuMs / args.count
   }
 }
 

@@ -1,6 +1,7 @@
-import { DISCONNECT, now } from './rpc.ts'
-import { listenersOf } from './transports.ts'
-import type { Child } from './rpc.ts'
+import { letGo } from '../toolbox/supervised.ts'
+import { now } from '../toolbox/time.ts'
+import { cpuClock } from './cpu.ts'
+import type { Child } from '../toolbox/supervisor.ts'
 import type { Libp2p } from '@libp2p/interface'
 
 interface StopRun {
@@ -15,13 +16,20 @@ interface StopRun {
 }
 
 /**
+ * Listeners the node's transport manager holds: libp2p does not expose them
+ */
+function listenersOf (node: Libp2p): Array<{ close(): Promise<void> }> {
+  return (node as any).components.transportManager.getListeners()
+}
+
+/**
  * Listener side. After answering, the process holds nothing of ours: whatever
  * keeps it alive from then on was left by libp2p or the transport
  */
 export function listenerCommands (node: Libp2p): Record<string, (args: any) => Promise<any>> {
   return {
-    async stop ({ closeListenerFirst }: { closeListenerFirst: boolean }): Promise<StopRun & { [DISCONNECT]: true }> {
-      const cpu = process.cpuUsage()
+    async stop ({ closeListenerFirst }: { closeListenerFirst: boolean }): Promise<StopRun> {
+      const cpuMs = cpuClock()
       const startedAt = now()
       let closeMs: number | undefined
 
@@ -34,9 +42,9 @@ export function listenerCommands (node: Libp2p): Record<string, (args: any) => P
       await node.stop()
 
       const stopMs = now() - stopping
-      const used = process.cpuUsage(cpu)
+      letGo()
 
-      return { startedAt, closeMs, stopMs, cpuMs: (used.user + used.system) / 1000, [DISCONNECT]: true }
+      return { startedAt, closeMs, stopMs, cpuMs: cpuMs() }
     }
   }
 }

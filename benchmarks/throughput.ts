@@ -1,5 +1,6 @@
-import { now } from './rpc.ts'
-import type { Child } from './rpc.ts'
+import { now } from '../toolbox/time.ts'
+import { cpuClock, withListenerCpu } from './cpu.ts'
+import type { Child } from '../toolbox/supervisor.ts'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -98,31 +99,19 @@ export function dialerCommands (node: Libp2p, multiaddr: (addr: string) => Multi
 
       const open = conn
       const share = Math.floor(bytes / streams)
-      const cpu = process.cpuUsage()
+      const cpuMs = cpuClock()
       const start = now()
       const counts = await Promise.all(
         Array.from({ length: streams }, async () => sendCounted(open, share, chunk))
       )
-      const ms = now() - start
-      const used = process.cpuUsage(cpu)
-
       return {
-        ms,
+        ms: now() - start,
         sent: share * streams,
         received: counts.reduce((a, b) => a + b, 0),
-        cpuMs: (used.user + used.system) / 1000
+        cpuMs: cpuMs()
       }
     }
   }
-}
-
-/**
- * Listener side: CPU the process used so far, in ms
- */
-export async function cpu (): Promise<number> {
-  const { user, system } = process.cpuUsage()
-
-  return (user + system) / 1000
 }
 
 export interface ThroughputResult {
@@ -135,9 +124,7 @@ export interface ThroughputResult {
  * Runner side: one transfer, checked
  */
 export async function measureThroughput (listener: Child, dialer: Child, args: ThroughputArgs): Promise<ThroughputResult> {
-  const before = await listener.call<number>('cpu')
-  const run = await dialer.call<ThroughputRun>('throughput', args, 120_000)
-  const after = await listener.call<number>('cpu')
+  const { run, listenerCpuMs } = await withListenerCpu(listener, async () => dialer.call<ThroughputRun>('throughput', args, 120_000))
 
   if (run.received !== run.sent) {
     throw new Error(`sent ${run.sent} bytes but the listener received ${run.received}`)
@@ -148,6 +135,6 @@ export async function measureThroughput (listener: Child, dialer: Child, args: T
   return {
     mbps: run.sent / 1e6 / (run.ms / 1000),
     cpuMsPerMiB: run.cpuMs / mib,
-    listenerCpuMsPerMiB: (after - before) / mib
+    listenerCpuMsPerMiB: listenerCpuMs / mib
   }
 }

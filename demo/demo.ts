@@ -9,14 +9,14 @@
  */
 import { writeFileSync } from 'node:fs'
 import { version as libp2pVersion } from 'libp2p/version'
-import { HAZARDS } from './hazards.ts'
-import { measure } from './measure.ts'
-import { killAll } from './processes.ts'
+import { runHazard } from '../toolbox/hazard-run.ts'
+import { HAZARDS } from '../toolbox/hazards.ts'
+import { killAll, killAllOnSignals } from '../toolbox/supervisor.ts'
+import { TRANSPORTS, TRANSPORT_IDS } from '../toolbox/transports.ts'
 import { formatTable } from './table.ts'
-import { TRANSPORTS, TRANSPORT_IDS } from './transports.ts'
-import type { Hazard } from './hazards.ts'
-import type { Deadlines, Result } from './measure.ts'
-import type { TransportId } from './transports.ts'
+import type { Deadlines, Result } from '../toolbox/hazard-run.ts'
+import type { Hazard } from '../toolbox/hazards.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 const DEADLINES: Deadlines = {
   setupMs: 10_000,
@@ -48,16 +48,10 @@ const running = new Set<Job>()
 const progress = createProgress()
 let next = 0
 
-// children die with us, however we go
-process.on('exit', killAll)
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    killAll()
-    progress.clear()
-    process.stderr.write(`\ninterrupted by ${signal}, child processes killed\n`)
-    process.exit(130)
-  })
-}
+killAllOnSignals((signal) => {
+  progress.clear()
+  process.stderr.write(`\ninterrupted by ${signal}, child processes killed\n`)
+})
 
 // unref'd: it never keeps the demo alive itself
 const deadline = AbortSignal.timeout(DEMO_DEADLINE_MS)
@@ -69,7 +63,7 @@ await Promise.all(Array.from({ length: Math.min(options.concurrency, jobs.length
     running.add(job)
     progress.update()
 
-    let result = await measure(job.hazard, job.transport, DEADLINES)
+    let result = await runHazard(job.hazard, job.transport, DEADLINES)
     running.delete(job)
 
     // figures taken while killAll() ran are not the transport's

@@ -1,6 +1,6 @@
-import { HAZARDS } from './hazards.ts'
-import { TRANSPORTS, TRANSPORT_IDS } from './transports.ts'
-import type { Deadlines, Result } from './measure.ts'
+import { HAZARDS } from '../toolbox/hazards.ts'
+import { TRANSPORTS, TRANSPORT_IDS } from '../toolbox/transports.ts'
+import type { Deadlines, Result } from '../toolbox/hazard-run.ts'
 
 export interface TableOptions {
   deadlines: Deadlines

@@ -7,15 +7,17 @@
  * Usage: `node reproductions/aborted-dial.ts [upstream|ours]`
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNode, delay, report, startPeer, stopAndReport } from './scenario.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode, startPeer, stopAndReport } from './scenario.ts'
 import { describeDial, judgeExit, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 const DIAL_TIMEOUT_MS = 1_000
 
-async function scenario (transport: TransportName): Promise<void> {
+async function scenario (transport: TransportId): Promise<void> {
   const peer = await startPeer(transport)
-  const node = await createNode(transport, false)
+  const node = await scenarioNode(transport, false)
 
   peer.freeze()
   await delay(250)
@@ -23,7 +25,7 @@ async function scenario (transport: TransportName): Promise<void> {
   const start = performance.now()
   const error = await node.dial(multiaddr(peer.addr), { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
     .then(() => undefined, (err: Error) => err.name)
-  report('dial-aborted', { ms: Math.round(performance.now() - start), error })
+  await report('dial-aborted', { ms: Math.round(performance.now() - start), error })
 
   await stopAndReport(node)
 }

@@ -9,13 +9,15 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNode, delay, report, startPeer, stopAndReport } from './scenario.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode, startPeer, stopAndReport } from './scenario.ts'
 import { describeDial, judgeExit, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
-async function scenario (transport: TransportName): Promise<void> {
+async function scenario (transport: TransportId): Promise<void> {
   const peer = await startPeer(transport)
-  const node = await createNode(transport, false)
+  const node = await scenarioNode(transport, false)
 
   // a stale address: right host and port, another peer's ID
   const otherPeer = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
@@ -24,7 +26,7 @@ async function scenario (transport: TransportName): Promise<void> {
   const start = performance.now()
   const error = await node.dial(addr)
     .then(() => undefined, (err: Error) => err.name)
-  report('dial-failed', { ms: Math.round(performance.now() - start), error })
+  await report('dial-failed', { ms: Math.round(performance.now() - start), error })
 
   peer.freeze()
   await delay(250)

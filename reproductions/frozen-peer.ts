@@ -7,19 +7,21 @@
  * Usage: `node reproductions/frozen-peer.ts [upstream|ours]`
  */
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNode, delay, report, startPeer, stopAndReport } from './scenario.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode, startPeer, stopAndReport } from './scenario.ts'
 import { judgeExit, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
-async function scenario (transport: TransportName): Promise<void> {
+async function scenario (transport: TransportId): Promise<void> {
   const peer = await startPeer(transport)
-  const node = await createNode(transport, false)
+  const node = await scenarioNode(transport, false)
   const rtt = await node.services.ping.ping(multiaddr(peer.addr))
 
   peer.freeze()
   // let the kernel stop it before we go on
   await delay(250)
-  report('frozen', { rtt })
+  await report('frozen', { rtt })
 
   // and then nothing: whether the process exits by itself is what we observe
   await stopAndReport(node)

@@ -8,24 +8,22 @@
  *
  * Usage: `node reproductions/handshake-deadline.ts [upstream|ours]`
  */
-import { connect } from './raw-websocket.ts'
-import { createNode, portOf, report, within } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import { closedByServer, halfHttpClient } from '../toolbox/stalled-clients.ts'
+import { report } from '../toolbox/supervised.ts'
+import { within } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
+import { reported, reproduce } from './verdicts.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 // past our 10 s default, within the 15 s child deadline
 const WATCH_MS = 11_000
 
-async function scenario (transport: TransportName): Promise<void> {
-  const node = await createNode(transport)
-  const socket = await connect(portOf(node))
+async function scenario (transport: TransportId): Promise<void> {
+  const node = await scenarioNode(transport)
   const start = performance.now()
-
-  socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${portOf(node)}\r\n`)
-  report('connected')
-
-  const closed = await within(new Promise(resolve => socket.once('close', resolve)), WATCH_MS)
-  report('watched', { closedMs: closed == null ? undefined : Math.round(performance.now() - start) })
+  const socket = await halfHttpClient(node.getMultiaddrs()[0])
+  const closed = await within(closedByServer(socket).then(() => true), WATCH_MS)
+  await report('watched', { closedMs: closed == null ? undefined : Math.round(performance.now() - start) })
   process.exit(0)
 }
 
@@ -33,15 +31,7 @@ await reproduce({
   script: import.meta.url,
   scenario,
   judge: async (child) => {
-    if (await child.next('connected', 3_500) == null) {
-      return noReport(child, 'connected')
-    }
-
-    const watched = await child.next('watched', WATCH_MS + 1_000)
-
-    if (watched == null) {
-      return noReport(child, 'watched')
-    }
+    const watched = await reported(child, 'watched', WATCH_MS + 3_000)
 
     if (watched.closedMs == null) {
       return { ok: false, detail: `a client that sent half an HTTP request still held its socket ${WATCH_MS} ms later` }

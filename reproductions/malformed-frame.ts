@@ -5,28 +5,31 @@
  *
  * Usage: `node reproductions/malformed-frame.ts [upstream|ours]`
  */
-import { closeCode, frameHeader, upgrade } from './raw-websocket.ts'
-import { createNode, delay, portOf, report, within } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import { closeCodeOf, frame, rawWebSocket } from '../toolbox/raw-websocket.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
+import { noReport, reported, reproduce } from './verdicts.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 // how long the process must survive the frame
 const WATCH_MS = 2_000
 
-async function scenario (transport: TransportName): Promise<void> {
-  const node = await createNode(transport)
-  const socket = await upgrade(portOf(node))
-  const code = closeCode(socket)
+async function scenario (transport: TransportId): Promise<void> {
+  const node = await scenarioNode(transport)
+  const { client, received } = await rawWebSocket(node.getMultiaddrs()[0])
 
-  report('upgraded')
+  await report('upgraded')
   const sent = performance.now()
-  socket.write(frameHeader(0x3, 0))
+  client.write(frame({ opcode: 0x3 }))
 
-  const closed = await within(code, WATCH_MS)
+  // the deadline passing is a finding: the connection stayed open
+  await client.waitFor(() => client.closed || closeCodeOf(received()) != null, WATCH_MS, 'the server closing').catch(() => {})
+  const code = closeCodeOf(received())
   const closedMs = Math.round(performance.now() - sent)
   await delay(Math.max(0, WATCH_MS - closedMs))
 
-  report('alive', { code: closed, closedMs: socket.destroyed ? closedMs : undefined })
+  await report('alive', { code, closedMs: client.closed || code != null ? closedMs : undefined })
   process.exit(0)
 }
 
@@ -34,10 +37,7 @@ await reproduce({
   script: import.meta.url,
   scenario,
   judge: async (child) => {
-    if (await child.next('upgraded', 10_000) == null) {
-      return noReport(child, 'upgraded')
-    }
-
+    await reported(child, 'upgraded', 10_000)
     const alive = await child.next('alive', WATCH_MS + 3_000)
 
     if (alive == null) {

@@ -7,29 +7,31 @@
  *
  * Usage: `node reproductions/oversize-message.ts [upstream|ours]`
  */
-import { closeCode, frameHeader, upgrade } from './raw-websocket.ts'
-import { createNode, delay, portOf, report } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import { closeCodeOf, frame, OPCODE, rawWebSocket } from '../toolbox/raw-websocket.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
+import { reported, reproduce } from './verdicts.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 const MiB = 1024 * 1024
 const ANNOUNCED = 64 * MiB
 const SENT = 16 * MiB
 
-async function scenario (transport: TransportName): Promise<void> {
-  const node = await createNode(transport)
-  const socket = await upgrade(portOf(node))
-  let code: number | undefined
-  void closeCode(socket).then(value => { code = value })
+async function scenario (transport: TransportId): Promise<void> {
+  const node = await scenarioNode(transport)
+  const { client: { socket }, received } = await rawWebSocket(node.getMultiaddrs()[0])
+  const code = (): number | undefined => closeCodeOf(received())
 
   // one chunk written again and again, so the client itself holds 1 MiB
   const chunk = Buffer.alloc(MiB)
   const before = retainedBytes()
 
-  socket.write(frameHeader(0x2, ANNOUNCED))
+  socket.write(frame({ opcode: OPCODE.binary, length: ANNOUNCED }))
   let sent = 0
 
-  while (sent < SENT && !socket.destroyed) {
+  // a client stops once the server has closed, or sent its close frame
+  while (sent < SENT && !socket.destroyed && code() == null) {
     if (!socket.write(chunk)) {
       await new Promise(resolve => {
         socket.once('drain', resolve)
@@ -42,10 +44,10 @@ async function scenario (transport: TransportName): Promise<void> {
   // let the server read what is in flight
   await delay(500)
 
-  report('sent', {
+  await report('sent', {
     sentMiB: sent / MiB,
-    code,
-    closed: socket.destroyed,
+    code: code(),
+    closed: socket.destroyed || code() != null,
     retainedMiB: Math.round((retainedBytes() - before) / MiB * 10) / 10
   })
   process.exit(0)
@@ -64,11 +66,7 @@ await reproduce({
   scenario,
   child: { execArgv: ['--expose-gc'] },
   judge: async (child) => {
-    const sent = await child.next('sent', 13_000)
-
-    if (sent == null) {
-      return noReport(child, 'sent')
-    }
+    const sent = await reported(child, 'sent', 13_000)
 
     const what = `after a frame header announcing ${ANNOUNCED / MiB} MiB, ${sent.sentMiB} MiB sent`
 

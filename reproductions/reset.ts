@@ -7,19 +7,22 @@
  *
  * Usage: `node reproductions/reset.ts [upstream|ours]`
  */
-import { createNode, delay, report } from './scenario.ts'
-import { reproduce } from './verdicts.ts'
-import type { Node, TransportName } from './scenario.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
+import { reported, reproduce } from './verdicts.ts'
+import type { Node } from './scenario.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 import type { Connection } from '@libp2p/interface'
 
 // a reset reaches a loopback peer in a few ms
 const WATCH_MS = 3_000
 
-async function scenario (transport: TransportName): Promise<void> {
-  const dialer = await createNode(transport, false)
-  const listener = await createNode(transport)
+async function scenario (transport: TransportId): Promise<void> {
+  const dialer = await scenarioNode(transport, false)
+  const listener = await scenarioNode(transport)
 
-  report('reset', {
+  await report('reset', {
     dialer: await resetFrom(dialer, listener, 'dialer'),
     listener: await resetFrom(dialer, listener, 'listener')
   })
@@ -57,16 +60,12 @@ await reproduce({
   // libp2p logs why sendReset failed, at the error level
   child: { env: { DEBUG: 'libp2p:websockets:*:error' } },
   judge: async (child) => {
-    const result = await child.next('reset', 12_000)
-
-    if (result == null) {
-      return { detail: `no "reset" report, ${child.describeExit()}: ${child.stderr.trim().split('\n').slice(-3).join(' / ')}` }
-    }
+    const result = await reported(child, 'reset', 12_000)
 
     const describe = (end: string, ms: number | null): string => ms == null
       ? `a reset by the ${end} left the other end open ${WATCH_MS} ms later`
       : `a reset by the ${end} closed the other end in ${ms} ms`
-    const resetFailures = [...child.stderr.matchAll(/connection:(inbound|outbound):\S+ failed to send reset to remote - (.*)/g)]
+    const resetFailures = [...child.output.matchAll(/connection:(inbound|outbound):\S+ failed to send reset to remote - (.*)/g)]
       .map(([, direction, error]) => `${direction} sendReset threw ${error.trim()}`)
     const detail = [
       describe('dialer', result.dialer),

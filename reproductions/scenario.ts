@@ -1,67 +1,24 @@
 /**
- * What a reproduction's child uses: the transport under test, a libp2p node
- * around it, a peer in another process, and reports to the parent
+ * What a reproduction's child uses: a libp2p node on the transport under
+ * test, a peer in another process, and reports to the parent
  */
-import { spawn } from 'node:child_process'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { ping } from '@libp2p/ping'
-import { createLibp2p } from 'libp2p'
-import type { Libp2p, Transport } from '@libp2p/interface'
-import type { ChildProcess } from 'node:child_process'
+import { createNode } from '../toolbox/node.ts'
+import { startRemoteNode } from '../toolbox/remote-node.ts'
+import { letGo, report } from '../toolbox/supervised.ts'
+import type { TransportId } from '../toolbox/transports.ts'
+import type { Libp2p } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
+
+export type Node = Libp2p<{ ping: Ping }>
 
 /**
- * `upstream` is `@libp2p/websockets` as installed, `ours` is this repository's
- * src/, both with default options
+ * A node as an application would run one: noise, yamux, ping, allowed to
+ * dial loopback, each transport with its defaults. It listens on a free
+ * loopback port unless `listen` is false
  */
-export type TransportName = 'upstream' | 'ours'
-
-export type Node = Libp2p<{ ping: ReturnType<ReturnType<typeof ping>> }>
-
-export async function loadTransport (name: TransportName): Promise<(components: any) => Transport> {
-  if (name === 'upstream') {
-    return (await import('@libp2p/websockets')).webSockets()
-  }
-
-  return (await import('../src/index.ts')).webSockets()
-}
-
-/**
- * A node as an application would run one: noise, yamux, ping, and allowed to
- * dial loopback. It listens on a free loopback port unless `listen` is false
- */
-export async function createNode (transport: TransportName, listen = true): Promise<Node> {
-  return createLibp2p({
-    addresses: {
-      listen: listen ? ['/ip4/127.0.0.1/tcp/0/ws'] : []
-    },
-    transports: [await loadTransport(transport)],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: {
-      ping: ping()
-    },
-    connectionGater: {
-      denyDialMultiaddr: () => false
-    }
-  })
-}
-
-export function portOf (node: Libp2p): number {
-  const port = node.getMultiaddrs()[0]?.toString().match(/\/tcp\/(\d+)/)?.[1]
-
-  if (port == null) {
-    throw new Error('The node listens on no TCP port')
-  }
-
-  return Number(port)
-}
-
-/**
- * Tell the parent something happened: one JSON line on stdout
- */
-export function report (event: string, data: Record<string, unknown> = {}): void {
-  process.stdout.write(JSON.stringify({ event, ...data }) + '\n')
+export async function scenarioNode (transport: TransportId, listen = true): Promise<Node> {
+  return createNode({ transport, listen: listen ? undefined : [], services: { ping: ping() } })
 }
 
 /**
@@ -71,45 +28,20 @@ export function report (event: string, data: Record<string, unknown> = {}): void
 export async function stopAndReport (node: Libp2p): Promise<void> {
   const start = performance.now()
   await node.stop()
-  report('stopped', { stopMs: Math.round(performance.now() - start) })
+  await report('stopped', { stopMs: Math.round(performance.now() - start) })
+  letGo()
 
   // unref'd: it must not be what keeps us alive
   setTimeout(() => {
     const counts: Record<string, number> = {}
 
-    // PipeWrap is our stdout and stderr, which never hold the process
+    // PipeWrap is our stdout, stderr and IPC channel, which hold nothing now
     for (const resource of process.getActiveResourcesInfo().filter(name => name !== 'PipeWrap')) {
       counts[resource] = (counts[resource] ?? 0) + 1
     }
 
-    report('alive', { resources: counts })
+    void report('alive', { resources: counts })
   }, 500).unref()
-}
-
-export function errorMessage (err: any): string {
-  return `${err?.name ?? 'Error'}: ${err?.message ?? err}`
-}
-
-export async function delay (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
-}
-
-/**
- * Resolves with the promise's value, or with `undefined` once `ms` have passed
- */
-export async function within <T> (promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<undefined>(resolve => {
-        timer = setTimeout(() => { resolve(undefined) }, ms)
-      })
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /**
@@ -122,36 +54,18 @@ export interface Peer {
 }
 
 /**
- * Start peer.ts on the same transport. It stays in our process group (the
- * parent kills the group at the end, frozen members included) and holds
- * nothing of ours open, so it never keeps this process alive
+ * A peer on the same transport. It stays in our process group (the parent
+ * kills the group at the end, frozen members included), and once frozen
+ * holds nothing of ours, so that it never keeps this process alive
  */
-export async function startPeer (transport: TransportName): Promise<Peer> {
-  const child: ChildProcess = spawn(process.execPath, [new URL('./peer.ts', import.meta.url).pathname, transport], {
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-
-  const addr = await new Promise<string>((resolve, reject) => {
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk
-      const match = output.match(/^listening (\S+)$/m)
-
-      if (match != null) {
-        resolve(match[1])
-      }
-    })
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
-    child.once('exit', (code, signal) => { reject(new Error(`peer exited (${signal ?? code}): ${output}`)) })
-  })
-
-  child.stdout?.destroy()
-  child.stderr?.destroy()
-  child.removeAllListeners('exit')
-  child.unref()
+export async function startPeer (transport: TransportId): Promise<Peer> {
+  const { child, addr } = await startRemoteNode(transport, { name: 'peer', ownGroup: false })
 
   return {
     addr,
-    freeze: () => { child.kill('SIGSTOP') }
+    freeze: () => {
+      child.freeze()
+      child.release()
+    }
   }
 }

@@ -6,17 +6,19 @@
  *
  * Usage: `node reproductions/silent-client.ts [upstream|ours]`
  */
-import { connect } from './raw-websocket.ts'
-import { createNode, delay, portOf, report, within } from './scenario.ts'
-import { noReport, reproduce } from './verdicts.ts'
-import type { TransportName } from './scenario.ts'
+import { silentClient } from '../toolbox/stalled-clients.ts'
+import { report } from '../toolbox/supervised.ts'
+import { delay, within } from '../toolbox/time.ts'
+import { scenarioNode } from './scenario.ts'
+import { reported, reproduce } from './verdicts.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 // @libp2p/tcp stops in well under a second on loopback
 const STOP_DEADLINE_MS = 5_000
 
-async function scenario (transport: TransportName): Promise<void> {
-  const node = await createNode(transport)
-  const socket = await connect(portOf(node))
+async function scenario (transport: TransportId): Promise<void> {
+  const node = await scenarioNode(transport)
+  const socket = await silentClient(node.getMultiaddrs()[0])
   let socketClosed = false
   socket.once('close', () => { socketClosed = true })
 
@@ -27,7 +29,7 @@ async function scenario (transport: TransportName): Promise<void> {
   const stopped = await within(Promise.resolve(node.stop()).then(() => true), STOP_DEADLINE_MS)
   const stopMs = Math.round(performance.now() - start)
 
-  report('stop', {
+  await report('stop', {
     stopMs: stopped === true ? stopMs : undefined,
     socketClosed
   })
@@ -38,11 +40,7 @@ await reproduce({
   script: import.meta.url,
   scenario,
   judge: async (child) => {
-    const stop = await child.next('stop', 13_000)
-
-    if (stop == null) {
-      return noReport(child, 'stop')
-    }
+    const stop = await reported(child, 'stop', 13_000)
 
     if (stop.stopMs == null) {
       return { ok: false, detail: `node.stop() still pending ${STOP_DEADLINE_MS} ms after it was called; the silent client's socket is ${stop.socketClosed === true ? 'closed' : 'still open'}` }

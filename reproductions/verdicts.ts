@@ -4,11 +4,13 @@
  * `node reproductions/<name>.ts [upstream|ours]` runs the scenario against
  * each transport chosen (both by default), each in its own child process with
  * a hard deadline, and prints one verdict line per transport. The child is the
- * same script run as `<name>.ts --scenario <transport>`
+ * same script run as `<name>.ts --scenario <transport>`. Imported by all.ts,
+ * a reproduction runs the same and indents its lines under its name
  */
-import { Child } from './child.ts'
-import type { ChildEvent, ChildOptions } from './child.ts'
-import type { TransportName } from './scenario.ts'
+import { fileURLToPath } from 'node:url'
+import { Child } from '../toolbox/supervisor.ts'
+import type { ChildOptions, Received } from '../toolbox/supervisor.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 export interface Verdict {
   /**
@@ -29,20 +31,20 @@ export interface Reproduction {
    * Runs in the child: bring the defect about against this transport and
    * report what happened as JSON lines on stdout
    */
-  scenario(transport: TransportName): Promise<void>
+  scenario(transport: TransportId): Promise<void>
 
   /**
    * Runs in the parent: watch the child and say what its run shows
    */
-  judge(child: Child, transport: TransportName): Promise<Verdict>
+  judge(child: Child, transport: TransportId): Promise<Verdict>
 
   /**
    * Options of the child; the deadline defaults to 15 s
    */
-  child?: Partial<ChildOptions>
+  child?: ChildOptions
 }
 
-const TRANSPORTS: TransportName[] = ['upstream', 'ours']
+const TRANSPORTS: TransportId[] = ['upstream', 'ours']
 const CHILD_DEADLINE_MS = 15_000
 
 export async function reproduce (reproduction: Reproduction): Promise<void> {
@@ -58,7 +60,7 @@ export async function reproduce (reproduction: Reproduction): Promise<void> {
     process.exit(2)
   }
 
-  const transports = args.length === 0 ? TRANSPORTS : [args[0] as TransportName]
+  const transports = args.length === 0 ? TRANSPORTS : [args[0] as TransportId]
 
   // in parallel, so the whole run stays within one child deadline
   const verdicts = await Promise.all(transports.map(async transport => {
@@ -70,37 +72,61 @@ export async function reproduce (reproduction: Reproduction): Promise<void> {
     try {
       return await reproduction.judge(child, transport)
     } catch (err: any) {
-      return { detail: `judging failed: ${err?.message ?? err}` }
+      return { detail: err instanceof NoReport ? err.message : `judging failed: ${err?.message ?? err}` }
     } finally {
       child.kill()
       await child.exited
     }
   }))
 
+  // run from all.ts, the lines go under the reproduction's name
+  const indent = process.argv[1] === fileURLToPath(reproduction.script) ? '' : '  '
+
   transports.forEach((transport, i) => {
     const { ok, detail } = verdicts[i]
     const label = { true: 'OK', false: 'DEFECT', undefined: 'ERROR' }[`${ok}`]
-    process.stdout.write(`${transport}: ${label} (${detail})\n`)
+    process.stdout.write(`${indent}${transport}: ${label} (${detail})\n`)
   })
 
   // upstream showing the defect is the expected outcome; ours must not
-  process.exitCode = verdicts.some((verdict, i) => verdict.ok == null || (transports[i] === 'ours' && verdict.ok !== true)) ? 1 : 0
+  if (verdicts.some((verdict, i) => verdict.ok == null || (transports[i] === 'ours' && verdict.ok !== true))) {
+    process.exitCode = 1
+  }
 }
 
 /**
  * A verdict for a child that did not report what the judge waited for
  */
 export function noReport (child: Child, what: string): Verdict {
-  const stderr = child.stderr.trim().split('\n').slice(-3).join(' / ')
+  const output = child.output.trim().split('\n').slice(-3).join(' / ')
 
-  return { detail: `no "${what}" report, ${child.describeExit()}${stderr === '' ? '' : `: ${stderr}`}` }
+  return { detail: `no "${what}" report, ${child.describeExit()}${output === '' ? '' : `: ${output}`}` }
 }
 
-function isTransport (arg: unknown): arg is TransportName {
-  return TRANSPORTS.includes(arg as TransportName)
+/**
+ * A report missing, so the run proves nothing: the verdict says why
+ */
+class NoReport extends Error {}
+
+/**
+ * The next report of this type; if none comes within `ms`, the judging ends
+ * with the `noReport` verdict
+ */
+export async function reported (child: Child, type: string, ms: number): Promise<Received> {
+  const message = await child.next(type, ms)
+
+  if (message == null) {
+    throw new NoReport(noReport(child, type).detail)
+  }
+
+  return message
 }
 
-function parseTransport (arg: unknown): TransportName {
+function isTransport (arg: unknown): arg is TransportId {
+  return TRANSPORTS.includes(arg as TransportId)
+}
+
+function parseTransport (arg: unknown): TransportId {
   if (!isTransport(arg)) {
     throw new Error(`Unknown transport "${arg}"`)
   }
@@ -118,13 +144,8 @@ const STOP_DEADLINE_MS = 8_000
  * then `stopped` with `stopMs` once `node.stop()` resolved, and then must exit
  * by itself
  */
-export async function judgeExit (child: Child, setup: string, describe?: (event: ChildEvent) => string): Promise<Verdict> {
-  const ready = await child.next(setup, 11_000)
-
-  if (ready == null) {
-    return noReport(child, setup)
-  }
-
+export async function judgeExit (child: Child, setup: string, describe?: (event: Received) => string): Promise<Verdict> {
+  const ready = await reported(child, setup, 11_000)
   const stopped = await child.next('stopped', STOP_DEADLINE_MS)
 
   if (stopped == null) {
@@ -144,7 +165,7 @@ export async function judgeExit (child: Child, setup: string, describe?: (event:
     return { ok: false, detail: `${stop}, but the process was still running ${EXIT_DEADLINE_MS} ms later; active handles after stop: ${resources}` }
   }
 
-  const afterStop = exit.at - stopped.at
+  const afterStop = Math.round(exit.at - stopped.at)
 
   if (exit.killed) {
     return afterStop >= 3_000
@@ -162,7 +183,7 @@ export async function judgeExit (child: Child, setup: string, describe?: (event:
 /**
  * A `{ ms, error }` report of a dial that should have failed
  */
-export function describeDial (event: ChildEvent): string {
+export function describeDial (event: Received): string {
   return event.error == null
     ? `dial succeeded after ${event.ms} ms`
     : `dial rejected after ${event.ms} ms with ${event.error}`

@@ -8,24 +8,25 @@ import { TypedEventEmitter } from 'main-event'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
 import { webSockets } from '../src/index.ts'
+import { HOLD_PROTOCOL } from '../toolbox/hold.ts'
+import { rawClient } from '../toolbox/raw-client.ts'
+import { closeCodeOf, closePayload, frame, OPCODE, rawWebSocket, responseHeadLength, upgradeRequest } from '../toolbox/raw-websocket.ts'
+import { startRemoteNode } from '../toolbox/remote-node.ts'
+import { closedByServer, halfHttpClient, halfTlsClient, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { echoOnConnection } from './fixtures/echo.ts'
-import { hostileWebSocketServer } from './fixtures/hostile-websocket-server.ts'
+import { hostileWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import { totalOf, transportOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
-import { startNodeProcess } from './fixtures/node-process-handle.ts'
 import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
-import { rawClient } from './fixtures/raw-client.ts'
-import { closeCodeOf, closePayload, frame, OPCODE, rawWebSocket, responseHeadLength, upgradeRequest } from './fixtures/raw-websocket.ts'
 import { slowlorisClient } from './fixtures/slowloris-client.ts'
-import { closedByServer, halfHttpClient, halfTlsClient, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
-import type { HostileWebSocketServer } from './fixtures/hostile-websocket-server.ts'
+import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import type { TrackingListener, TrackingTransport } from './fixtures/internals.ts'
-import type { NodeProcess } from './fixtures/node-process-handle.ts'
-import type { RawClient } from './fixtures/raw-client.ts'
+import type { RawClient } from '../toolbox/raw-client.ts'
+import type { RemoteNode } from '../toolbox/remote-node.ts'
 import type { Connection, DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Stream, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
@@ -46,21 +47,14 @@ const HANDSHAKE_TIMEOUT = 300
  */
 const DROP_BOUND = 1_000
 
-/**
- * The protocol the child process node holds streams open on, without reading
- * them (see fixtures/node-process.ts, not imported here since importing it
- * starts a node)
- */
-const HOLD_PROTOCOL = '/cleanstop/hold/1.0.0'
-
 describe('hostile and broken peers', function () {
   this.timeout(30_000)
 
   const nodes: Libp2p[] = []
   let listeners: TrackingListener[]
   const clients: Array<net.Socket | WebSocket> = []
-  const servers: HostileWebSocketServer[] = []
-  let peer: NodeProcess | undefined
+  const servers: HandMadeWebSocketServer[] = []
+  let peer: RemoteNode | undefined
 
   beforeEach(() => {
     listeners = []
@@ -76,7 +70,7 @@ describe('hostile and broken peers', function () {
       }
     }
 
-    peer?.kill()
+    peer?.child.kill()
     await withDeadline(Promise.all([
       ...servers.splice(0).map(async server => server.close()),
       ...listeners.map(async listener => listener.close()),
@@ -449,13 +443,13 @@ describe('hostile and broken peers', function () {
       const maxBufferedAmount = 64 * 1024
       const inactivityTimeout = 1_000
 
-      peer = await startNodeProcess()
+      peer = await startRemoteNode('ours')
       const node = await dialerNode(nodes, {
         maxBufferedAmount,
         outboundSocketInactivityTimeout: inactivityTimeout
       })
 
-      const connection = await node.dial(multiaddr(peer.addrs[0]), { signal: AbortSignal.timeout(DEADLINE) })
+      const connection = await node.dial(multiaddr(peer.addr), { signal: AbortSignal.timeout(DEADLINE) })
       const maConn = maConnOf(connection)
       const socket = maConn.socket
 
@@ -474,7 +468,7 @@ describe('hostile and broken peers', function () {
 
       const closed = pEvent<'close', any>(maConn, 'close', { signal: AbortSignal.timeout(DEADLINE * 2) })
       closed.catch(() => {})
-      peer.freeze()
+      peer.child.freeze()
 
       let largest = 0
       const measure = (): void => {

@@ -1,10 +1,10 @@
 import net from 'node:net'
 import { getNetConfig } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { closedByServer, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
 import { totalOf } from './fixtures/internals.ts'
-import { closedByServer, silentClient, upgradedClient } from './fixtures/stalled-clients.ts'
 import type { TrackingListener } from './fixtures/internals.ts'
 
 describe('listener.close()', () => {

@@ -1,94 +1,40 @@
-import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
-import { startNodeProcess } from './fixtures/node-process-handle.ts'
-import { silentServer } from './fixtures/silent-server.ts'
-import { silentClient } from './fixtures/stalled-clients.ts'
-import type { NodeProcess } from './fixtures/node-process-handle.ts'
-import type { SilentServer } from './fixtures/silent-server.ts'
+import { runHazard } from '../toolbox/hazard-run.ts'
+import { HAZARDS } from '../toolbox/hazards.ts'
+import type { Deadlines } from '../toolbox/hazard-run.ts'
+import type { Hazard } from '../toolbox/hazards.ts'
+import type { TransportId } from '../toolbox/transports.ts'
 
 // libp2p itself keeps about a second of timers after stop(); a node using
 // @libp2p/tcp exits within that, upstream WebSockets not for minutes
-const STOP_DEADLINE = 5_000
-const EXIT_DEADLINE = 8_000
+const DEADLINES: Deadlines = {
+  setupMs: 10_000,
+  stopMs: 5_000,
+  exitMs: 8_000
+}
 
+/**
+ * The shutdown hazards of the demo (toolbox/hazards.ts), each in fresh child
+ * processes: node.stop() resolves and the process then exits by itself
+ */
 describe('the process exits by itself after node.stop()', function () {
   this.timeout(60_000)
 
-  const processes: NodeProcess[] = []
-  let server: SilentServer | undefined
+  const expectExit = async (hazard: Hazard, transport: TransportId): Promise<void> => {
+    const result = await runHazard(hazard, transport, DEADLINES)
 
-  const start = async (kind: 'websockets' | 'tcp' = 'websockets'): Promise<NodeProcess> => {
-    const node = await startNodeProcess(kind)
-    processes.push(node)
-    return node
+    expect(result.error, 'an error setting the hazard up or stopping').to.be.undefined()
+    expect(result.stopHang, `node.stop() still pending after ${DEADLINES.stopMs} ms`).to.be.false()
+    expect(result.exitHang, `the process still running ${DEADLINES.exitMs} ms after node.stop()`).to.be.false()
   }
 
-  const stopAndExit = async (node: NodeProcess): Promise<void> => {
-    const stopMs = await node.stop()
-    expect(stopMs).to.be.lessThan(STOP_DEADLINE)
-    await node.exited(EXIT_DEADLINE)
+  for (const hazard of HAZARDS) {
+    it(`hazard ${hazard.row}: ${hazard.label}`, async () => {
+      await expectExit(hazard, 'ours')
+    })
   }
 
-  afterEach(async () => {
-    processes.splice(0).forEach(node => { node.kill() })
-    await server?.close()
-    server = undefined
-  })
-
-  it('with no connection', async () => {
-    await stopAndExit(await start())
-  })
-
-  it('the same with @libp2p/tcp, for reference', async () => {
-    await stopAndExit(await start('tcp'))
-  })
-
-  it('with an inbound client that connected and sent nothing', async () => {
-    const node = await start()
-    const client = await silentClient(multiaddr(node.addrs[0]))
-
-    await stopAndExit(node)
-    client.destroy()
-  })
-
-  it('with established connections both ways and open streams', async () => {
-    const node = await start()
-    const peer = await start()
-
-    await node.command({ type: 'open-stream', addr: peer.addrs[0] })
-    await peer.command({ type: 'open-stream', addr: node.addrs[0] })
-
-    await stopAndExit(node)
-  })
-
-  it('with an inbound peer that stopped responding', async () => {
-    const node = await start()
-    const peer = await start()
-
-    await peer.command({ type: 'open-stream', addr: node.addrs[0] })
-    peer.freeze()
-
-    await stopAndExit(node)
-  })
-
-  it('with an outbound peer that stopped responding', async () => {
-    const node = await start()
-    const peer = await start()
-
-    await node.command({ type: 'open-stream', addr: peer.addrs[0] })
-    peer.freeze()
-
-    await stopAndExit(node)
-  })
-
-  it('while dialing a server that accepts TCP and never answers', async () => {
-    server = await silentServer()
-    const node = await start()
-
-    await node.command({ type: 'dial', addr: `${server.multiaddr.toString()}/ws` })
-    await server.connected()
-
-    await stopAndExit(node)
-    await server.allClosed(1_000)
+  it(`hazard ${HAZARDS[0].row}: ${HAZARDS[0].label}, on @libp2p/tcp for reference`, async () => {
+    await expectExit(HAZARDS[0], 'tcp')
   })
 })

@@ -1,13 +1,13 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { WebSocketServer } from 'ws'
+import { createNode } from '../toolbox/node.ts'
+import { startRemoteNode } from '../toolbox/remote-node.ts'
+import { silentServer } from '../toolbox/silent-server.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
 import { totalOf, transportOf } from './fixtures/internals.ts'
-import { startNodeProcess } from './fixtures/node-process-handle.ts'
-import { createNode } from './fixtures/nodes.ts'
-import { silentServer } from './fixtures/silent-server.ts'
-import type { NodeProcess } from './fixtures/node-process-handle.ts'
-import type { SilentServer } from './fixtures/silent-server.ts'
+import type { RemoteNode } from '../toolbox/remote-node.ts'
+import type { SilentServer } from '../toolbox/silent-server.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { AddressInfo } from 'node:net'
 
@@ -15,14 +15,14 @@ describe('outbound sockets', () => {
   let node: Libp2p | undefined
   let server: SilentServer | undefined
   let wsServer: WebSocketServer | undefined
-  let peer: NodeProcess | undefined
+  let peer: RemoteNode | undefined
 
   afterEach(async () => {
     await node?.stop()
     await server?.close()
     wsServer?.clients.forEach(client => { client.terminate() })
     wsServer?.close()
-    peer?.kill()
+    peer?.child.kill()
     node = server = wsServer = peer = undefined
   })
 
@@ -87,13 +87,13 @@ describe('outbound sockets', () => {
   })
 
   it('node.stop() terminates dialed connections whose peer stopped answering', async () => {
-    peer = await startNodeProcess()
+    peer = await startRemoteNode('ours')
     node = await createNode({ listen: [] })
     const transport = transportOf(node)
 
-    await node.dial(multiaddr(peer.addrs[0]))
+    await node.dial(multiaddr(peer.addr))
     expect(transport.socketCounts().open).to.equal(1)
-    peer.freeze()
+    peer.child.freeze()
 
     const start = Date.now()
     await withDeadline(node.stop(), 2_000, 'node.stop()')

@@ -6,8 +6,8 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { WebSocket, WebSocketServer } from 'ws'
 import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
 import { withDeadline } from './fixtures/deadline.ts'
-import { muteWebSocketServer } from './fixtures/mute-websocket-server.ts'
-import type { MuteWebSocketServer } from './fixtures/mute-websocket-server.ts'
+import { muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import type { MultiaddrConnection } from '@libp2p/interface'
 import type { Socket, AddressInfo } from 'node:net'
 import type { WebSocket as ServerSideWebSocket } from 'ws'
@@ -45,7 +45,7 @@ function activeTimers (): number {
 
 describe('a connection over a WebSocket', () => {
   let server: WebSocketServer | undefined
-  let mute: MuteWebSocketServer | undefined
+  let mute: HandMadeWebSocketServer | undefined
   let peer: Promise<ServerSideWebSocket>
 
   const healthyServer = async (): Promise<string> => {

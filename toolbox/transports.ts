@@ -1,10 +1,16 @@
+/**
+ * The transports the tools compare, named the same everywhere: `upstream` is
+ * `@libp2p/websockets` as installed, `ours` this package (from src/), `tcp`
+ * `@libp2p/tcp`, the reference
+ */
+import type { WebSocketsInit } from '../src/index.ts'
 import type { Transport } from '@libp2p/interface'
 
-export type TransportId = 'websockets' | 'cleanstop' | 'tcp'
+export type TransportId = 'upstream' | 'ours' | 'tcp'
 
 export interface TransportInfo {
   /**
-   * The package under test, as the table names it
+   * The package, as tables name it
    */
   name: string
 
@@ -19,24 +25,25 @@ export interface TransportInfo {
   suffix: string
 
   /**
-   * Imported only in the child that needs it, so a child does not pay for
-   * loading the other two
+   * The transport, with `init` where it takes options (upstream takes
+   * `maxBufferedAmount` as ours does). Imported on first use, so that a child
+   * process does not load the other two
    */
-  load(): Promise<(components: any) => Transport>
+  load(init?: WebSocketsInit): Promise<(components: any) => Transport>
 }
 
 export const TRANSPORTS: Record<TransportId, TransportInfo> = {
-  websockets: {
+  upstream: {
     name: '@libp2p/websockets',
     listen: '/ip4/127.0.0.1/tcp/0/ws',
     suffix: '/ws',
-    load: async () => (await import('@libp2p/websockets')).webSockets()
+    load: async (init) => (await import('@libp2p/websockets')).webSockets(init as any)
   },
-  cleanstop: {
+  ours: {
     name: '@cleanstop/libp2p-websockets',
     listen: '/ip4/127.0.0.1/tcp/0/ws',
     suffix: '/ws',
-    load: async () => (await import('../src/index.ts')).webSockets()
+    load: async (init) => (await import('../src/index.ts')).webSockets(init)
   },
   tcp: {
     name: '@libp2p/tcp',
@@ -46,6 +53,9 @@ export const TRANSPORTS: Record<TransportId, TransportInfo> = {
   }
 }
 
+/**
+ * In the order tables show them and rounds run them
+ */
 export const TRANSPORT_IDS = Object.keys(TRANSPORTS) as TransportId[]
 
 export function isTransportId (id: unknown): id is TransportId {
