@@ -1,6 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
+import { AlreadyStartedError, ListenError } from '@libp2p/interface'
 import { getNetConfig, getThinWaistAddresses, ipPortToMultiaddr as toMultiaddr } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
@@ -48,7 +49,11 @@ export interface WebSocketListenerMetrics {
   events?: CounterGroup
 }
 
-type ListenerStatus = 'ready' | 'listening' | 'closing' | 'closed'
+/**
+ * `starting` from a call to listen() until the server listens; `closing` from
+ * the first call to close() until every socket is gone. Only ever forward
+ */
+type ListenerStatus = 'ready' | 'starting' | 'listening' | 'closing' | 'closed'
 
 export class WebSocketListener extends TypedEventEmitter<ListenerEvents> implements Listener {
   private readonly components: WebSocketListenerComponents
@@ -166,11 +171,24 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       })
   }
 
+  /**
+   * Listen on `ma`. Resolves once the listener listens, or once a close()
+   * called in the meantime has closed it: as with `@libp2p/tcp`, listen() does
+   * not fail then, and `getAddrs()` is empty. Rejects with an
+   * `AlreadyStartedError` when listen() was called before, a `ListenError`
+   * once the listener is closed (libp2p creates a new one for each start), or
+   * the error binding the address gave, after which it may listen again
+   */
   async listen (ma: Multiaddr): Promise<void> {
-    if (this.status !== 'ready') {
-      throw new Error(`Cannot listen when the listener is ${this.status}`)
+    if (this.status === 'starting' || this.status === 'listening') {
+      throw new AlreadyStartedError('The WebSocket listener is already listening')
     }
 
+    if (this.status !== 'ready') {
+      throw new ListenError('The WebSocket listener is closed: a closed listener cannot listen again')
+    }
+
+    this.status = 'starting'
     const config = getNetConfig(ma)
     this.addr = `${config.host}:${config.port}`
     this.http = WebSockets.exactMatch(ma) ? this.sockets.watch(http.createServer(this.init.http ?? {}, this.httpRequestHandler)) : undefined
@@ -180,7 +198,18 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       await listenOn(this.server, { ...config, backlog: this.init.backlog, ipv6Only: config.type === 'ip6' })
     } catch (err) {
       this.metrics.errors?.increment({ [`${this.addr} listen_error`]: true })
+
+      if (this.status === 'starting') {
+        this.status = 'ready'
+        this.http = this.https = undefined
+      }
+
       throw err
+    }
+
+    // close() was called in the meantime
+    if (this.status !== 'starting') {
+      return
     }
 
     this.server.on('drop', () => { this.metrics.events?.increment({ [`${this.addr} drop`]: true }) })
@@ -228,7 +257,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
   /**
    * Stop listening and terminate every socket, whatever its phase. Resolves
-   * once every socket is gone; concurrent callers share one close
+   * once every socket is gone; concurrent callers share one close, and a
+   * listen() still waiting resolves
    */
   async close (): Promise<void> {
     this.closing ??= this.closeOnce()

@@ -70,8 +70,9 @@ export function terminateWebSocket (websocket: WebSocketLike): void {
 }
 
 /**
- * Listen, and wait until the server listens. Rejects with the error binding
- * the address gave
+ * Listen, and wait until the server listens or is closed: a server closed
+ * before it listens never emits 'listening', and never will listen. Rejects
+ * with the error binding the address gave
  */
 export async function listenOn (server: Server, options: ListenOptions): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -85,10 +86,12 @@ export async function listenOn (server: Server, options: ListenOptions): Promise
     }
     const removeListeners = (): void => {
       server.removeListener('listening', onListening)
+      server.removeListener('close', onListening)
       server.removeListener('error', onError)
     }
 
     server.addListener('listening', onListening)
+    server.addListener('close', onListening)
     server.addListener('error', onError)
     server.listen(options)
   })
