@@ -1,14 +1,18 @@
+import { defaultLogger } from '@libp2p/logger'
 import { getNetConfig } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
+import { TypedEventEmitter } from 'main-event'
 import { webSockets } from '../src/index.ts'
 import { bareListener } from './fixtures/bare-listener.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { echo, handleEcho } from './fixtures/echo.ts'
+import { muteWebSocketServer } from './fixtures/mute-websocket-server.ts'
 import { createNode } from './fixtures/nodes.ts'
 import { activeResources, freePort, refused, resourcesAddedSince } from './fixtures/resources.ts'
 import type { BareListener } from './fixtures/bare-listener.ts'
-import type { Libp2p, Listener, Transport } from '@libp2p/interface'
+import type { MuteWebSocketServer } from './fixtures/mute-websocket-server.ts'
+import type { DialTransportOptions, Libp2p, Libp2pEvents, Listener, MultiaddrConnection, Startable, Transport, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
@@ -262,5 +266,54 @@ describe('node lifecycle', () => {
     await withDeadline(Promise.all([node.stop(), peer.stop()]), DEADLINE, 'both nodes stopping')
     await assertNothingLeft(port, before, LIBP2P_TIMERS)
     expect(await withDeadline(refused(firstPort), DEADLINE, 'a connect to the first port')).to.be.true()
+  })
+})
+
+describe('transport lifecycle', () => {
+  const mutes: MuteWebSocketServer[] = []
+
+  afterEach(async () => {
+    await Promise.all(mutes.map(async mute => mute.close()))
+    mutes.length = 0
+  })
+
+  it('closes without waiting for the peer while the node stops, and waits again once it has restarted', async () => {
+    const closeTimeout = 500
+    const transport = webSockets({ closeTimeout })({
+      logger: defaultLogger(),
+      events: new TypedEventEmitter<Libp2pEvents>()
+    }) as Transport & Startable
+    // hands the bare connection back, so the test decides when it closes
+    const upgrader: Partial<Upgrader> = {
+      upgradeOutbound: async (maConn: MultiaddrConnection) => maConn as any
+    }
+
+    /**
+     * A connection to a peer that never answers our close frame, and how
+     * long closing it takes
+     */
+    const timeClose = async (beforeClose: () => void = () => {}): Promise<number> => {
+      const mute = await muteWebSocketServer()
+      mutes.push(mute)
+      const { port } = new URL(mute.url)
+      const maConn = await transport.dial(multiaddr(`/ip4/127.0.0.1/tcp/${port}/ws`), {
+        upgrader,
+        signal: AbortSignal.timeout(DEADLINE)
+      } as unknown as DialTransportOptions) as unknown as MultiaddrConnection
+
+      beforeClose()
+      const start = Date.now()
+      await withDeadline(maConn.close(), DEADLINE, 'close()')
+
+      return Date.now() - start
+    }
+
+    await transport.start?.()
+    expect(await timeClose(() => { void transport.beforeStop?.() })).to.be.below(closeTimeout / 2)
+    await transport.stop?.()
+    await transport.afterStop?.()
+
+    await transport.start?.()
+    expect(await timeClose()).to.be.at.least(closeTimeout - 50)
   })
 })
