@@ -32,3 +32,21 @@ export const HANDSHAKE_TIMEOUT = 10_000
  * default from letting one frame pin that much memory
  */
 export const MAX_PAYLOAD = 1024 * 1024
+
+/**
+ * Phases of an inbound socket before its WebSocket upgrade is complete: the
+ * handshake deadline and `maxInboundHandshakes` cover these
+ */
+export const HANDSHAKE_PHASES = ['accepted', 'tls', 'http', 'websocket'] as const
+
+/**
+ * Phases of an inbound socket from accept to a libp2p connection, in the
+ * order a socket moves through them
+ */
+export const INBOUND_PHASES = [...HANDSHAKE_PHASES, 'upgrading', 'open'] as const
+
+/**
+ * Phases of an outbound socket from dial to a libp2p connection, in the order
+ * a socket moves through them
+ */
+export const OUTBOUND_PHASES = ['dialing', 'upgrading', 'open'] as const

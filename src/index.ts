@@ -32,14 +32,14 @@ import { WebSockets as WebSocketsMatcher, WebSocketsSecure } from '@multiformats
 import { multiaddrToUri as toUri } from '@multiformats/multiaddr-to-uri'
 import { pEvent } from 'p-event'
 import { CustomProgressEvent } from 'progress-events'
-import { CLOSE_TIMEOUT, MAX_PAYLOAD } from './constants.ts'
+import { CLOSE_TIMEOUT, MAX_PAYLOAD, OUTBOUND_PHASES } from './constants.ts'
 import { createListener } from './listener.ts'
-import { applySocketOptions } from './socket-options.ts'
 import { SocketRegistry } from './socket-registry.ts'
-import { dropOnProtocolError, terminateWebSocket } from './terminate.ts'
+import { applySocketOptions, dropOnProtocolError, terminateWebSocket } from './utils.ts'
 import WebSocket from './web-socket.ts'
 import { webSocketToMaConn } from './websocket-to-conn.ts'
-import type { WebSocketsSocketOptions } from './socket-options.ts'
+import type { ConnectionOptions } from './listener.ts'
+import type { WebSocketsSocketOptions } from './utils.ts'
 import type { WebSocketLike } from './websocket-to-conn.ts'
 import type { Transport, CreateListenerOptions, DialTransportOptions, Listener, AbortOptions, ComponentLogger, Logger, Connection, OutboundConnectionUpgradeEvents, Metrics, CounterGroup, Libp2pEvents, Startable } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -50,8 +50,8 @@ import type { Socket } from 'node:net'
 import type { ProgressEvent } from 'progress-events'
 import type { ClientOptions } from 'ws'
 
-export type { WebSocketsSocketOptions } from './socket-options.ts'
-export type { InboundPhase } from './listener.ts'
+export type { WebSocketsSocketOptions } from './utils.ts'
+export type { InboundPhase } from './inbound-sockets.ts'
 
 /**
  * Options of the transport. `http`, `https`, `maxBufferedAmount` and
@@ -221,9 +221,7 @@ export type WebSocketsDialEvents =
 /**
  * Where an outbound socket is between dial and a libp2p connection
  */
-export type OutboundPhase = 'dialing' | 'upgrading' | 'open'
-
-const OUTBOUND_PHASES: readonly OutboundPhase[] = ['dialing', 'upgrading', 'open']
+export type OutboundPhase = typeof OUTBOUND_PHASES[number]
 
 class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   private readonly log: Logger
@@ -231,14 +229,18 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   private readonly components: WebSocketsComponents
   private readonly metrics?: WebSocketsMetrics
   private readonly dialed: SocketRegistry<WebSocketLike, OutboundPhase>
-  private stopping: boolean
+
+  /**
+   * Aborted from the moment the node starts to stop until it starts again:
+   * every connection of this run reads it as it closes
+   */
+  private stopping: AbortController
 
   constructor (components: WebSocketsComponents, init: WebSocketsInit = {}) {
     this.log = components.logger.forComponent('libp2p:websockets')
     this.components = components
     this.init = init
-    this.stopping = false
-    this.isStopping = this.isStopping.bind(this)
+    this.stopping = new AbortController()
     this.dialed = new SocketRegistry(OUTBOUND_PHASES, {
       terminate: terminateWebSocket,
       onClose: (websocket, onClose) => {
@@ -271,7 +273,9 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   ]
 
   start (): void {
-    this.stopping = false
+    if (this.stopping.signal.aborted) {
+      this.stopping = new AbortController()
+    }
   }
 
   /**
@@ -279,15 +283,11 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
    * the peer's closing handshake, as a TCP close does not
    */
   beforeStop (): void {
-    this.stopping = true
+    this.stopping.abort()
   }
 
   stop (): void {
 
-  }
-
-  private isStopping (): boolean {
-    return this.stopping
   }
 
   /**
@@ -328,19 +328,14 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
   async dial (ma: Multiaddr, options: DialTransportOptions<WebSocketsDialEvents>): Promise<Connection> {
     this.log('dialing %s', ma)
 
-    const { websocket, socket } = await this.connect(ma, options)
+    const { websocket, socket } = await this._connect(ma, options)
     const maConn = webSocketToMaConn({
+      ...this.connectionOptions(this.init.outboundSocketInactivityTimeout),
       websocket,
       socket,
       remoteAddr: ma,
       metrics: this.metrics?.dialerEvents,
-      direction: 'outbound',
-      log: this.components.logger.forComponent('libp2p:websockets:connection'),
-      maxBufferedAmount: this.init.maxBufferedAmount,
-      bufferedAmountPollInterval: this.init.bufferedAmountPollInterval,
-      closeTimeout: this.init.closeTimeout,
-      inactivityTimeout: this.init.outboundSocketInactivityTimeout,
-      isStopping: this.isStopping
+      direction: 'outbound'
     })
     this.log('new outbound connection %s', maConn.remoteAddr)
     this.dialed.advance(websocket, 'upgrading')
@@ -357,7 +352,7 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     }
   }
 
-  private async connect (ma: Multiaddr, options: DialTransportOptions<WebSocketsDialEvents>): Promise<{ websocket: WebSocketLike, socket?: Socket }> {
+  async _connect (ma: Multiaddr, options: DialTransportOptions<WebSocketsDialEvents>): Promise<{ websocket: WebSocketLike, socket?: Socket }> {
     options.signal?.throwIfAborted()
 
     const uri = toUri(ma)
@@ -453,9 +448,24 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     }, {
       ...this.init,
       ...options,
-      inactivityTimeout: this.init.inboundSocketInactivityTimeout,
-      isStopping: this.isStopping
+      connection: this.connectionOptions(this.init.inboundSocketInactivityTimeout)
     })
+  }
+
+  /**
+   * What every connection is created with, in either direction. The signal is
+   * this run's: connections read it as they close, so that a close while the
+   * node stops does not wait for the peer
+   */
+  private connectionOptions (inactivityTimeout?: number): ConnectionOptions {
+    return {
+      log: this.components.logger.forComponent('libp2p:websockets:connection'),
+      maxBufferedAmount: this.init.maxBufferedAmount,
+      bufferedAmountPollInterval: this.init.bufferedAmountPollInterval,
+      closeTimeout: this.init.closeTimeout,
+      inactivityTimeout,
+      stopping: this.stopping.signal
+    }
   }
 
   listenFilter (multiaddrs: Multiaddr[]): Multiaddr[] {

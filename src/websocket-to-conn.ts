@@ -2,7 +2,7 @@ import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
 import { allocUnsafe } from 'uint8arrays/alloc'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
-import { terminateWebSocket } from './terminate.ts'
+import { terminateWebSocket } from './utils.ts'
 import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
 import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
 import type { Socket } from 'node:net'
@@ -48,10 +48,10 @@ export interface WebSocketMultiaddrConnectionInit extends Omit<AbstractMultiaddr
   closeTimeout?: number
 
   /**
-   * True while the node is stopping: a close then does not wait for the
-   * peer's closing handshake
+   * Aborted once the node starts to stop: a close from then on does not wait
+   * for the peer's closing handshake. Read as the connection closes
    */
-  isStopping?(): boolean
+  stopping?: AbortSignal
 }
 
 class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
@@ -60,7 +60,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
   private readonly maxBufferedAmount: number
   private readonly bufferedAmountPollInterval: number
   private readonly closeTimeout: number
-  private readonly isStopping: () => boolean
+  private readonly stopping?: AbortSignal
   private bufferedAmountPoll?: ReturnType<typeof setTimeout>
 
   constructor (init: WebSocketMultiaddrConnectionInit) {
@@ -71,7 +71,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.maxBufferedAmount = init.maxBufferedAmount ?? MAX_BUFFERED_AMOUNT
     this.bufferedAmountPollInterval = init.bufferedAmountPollInterval ?? BUFFERED_AMOUNT_POLL_INTERVAL
     this.closeTimeout = init.closeTimeout ?? CLOSE_TIMEOUT
-    this.isStopping = init.isStopping ?? (() => false)
+    this.stopping = init.stopping
 
     this.onMessage = this.onMessage.bind(this)
     this.websocket.addEventListener('message', this.onMessage)
@@ -232,7 +232,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
       // while the node stops, a close is ours alone, as it is for TCP: what
       // we sent (the close frame included) is flushed, the peer's answer is
       // not awaited
-      if (this.isStopping()) {
+      if (this.stopping?.aborted === true) {
         // a browser WebSocket can be neither flushed nor terminated: it
         // finishes the close by itself, and the node need not wait for it
         if (this.socket == null) {

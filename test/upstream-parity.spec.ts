@@ -15,22 +15,22 @@ import { TypedEventEmitter } from 'main-event'
 import { pEvent } from 'p-event'
 import { webSockets } from '../src/index.ts'
 import { createListener as createBrowserListener } from '../src/listener.browser.ts'
+import { rawWebSocket } from '../toolbox/raw-websocket.ts'
+import { silentServer } from '../toolbox/silent-server.ts'
+import { upgradedClient } from '../toolbox/stalled-clients.ts'
 import { certificate } from './fixtures/certificate.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { echo } from './fixtures/echo.ts'
 import { totalOf } from './fixtures/internals.ts'
 import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
-import { rawWebSocket } from '../toolbox/raw-websocket.ts'
 import { recordingUpgrader } from './fixtures/recording-upgrader.ts'
-import { silentServer } from '../toolbox/silent-server.ts'
-import { upgradedClient } from '../toolbox/stalled-clients.ts'
 import type { TrackingListener, TrackingTransport } from './fixtures/internals.ts'
 import type { RecordingUpgrader } from './fixtures/recording-upgrader.ts'
 import type { WebSocketsInit } from '../src/index.ts'
 import type { Libp2p, Libp2pEvents, Listener, MultiaddrConnection, TLSCertificate, Transport, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import type { WebSocket } from 'ws'
+import type { ClientOptions, WebSocket } from 'ws'
 
 /**
  * What the tests of `@libp2p/websockets` check, and the listener and
@@ -339,7 +339,7 @@ describe('parity with the tests of @libp2p/websockets and @libp2p/tcp', function
         // Node.js 22 does not match `::1` against the certificate's IPv6
         // entry (it compares it with `0:0:0:0:0:0:0:1` as text), so the
         // name is checked instead: what is under test is the address
-        await assertDialable(createTransport({ websocket: { ca: certificate.cert, servername: 'localhost' } }), addrs[1])
+        await assertDialable(createTransport({ websocket: { ca: certificate.cert, servername: 'localhost' } as ClientOptions }), addrs[1])
       })
     }
   })

@@ -27,11 +27,11 @@ async function openClient (url: string): Promise<{ websocket: WebSocket, socket:
   return { websocket, socket }
 }
 
-function toMaConn (websocket: WebSocket, socket: Socket, isStopping?: () => boolean): MultiaddrConnection {
+function toMaConn (websocket: WebSocket, socket: Socket, stopping?: AbortSignal): MultiaddrConnection {
   return webSocketToMaConn({
     websocket,
     socket,
-    isStopping,
+    stopping,
     remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
     direction: 'outbound',
     log: defaultLogger().forComponent('test:websocket-to-conn'),
@@ -99,7 +99,7 @@ describe('a connection over a WebSocket', () => {
   it('while the node stops, sends the close frame and does not wait for the peer', async () => {
     mute = await muteWebSocketServer()
     const { websocket, socket } = await openClient(mute.url)
-    const maConn = toMaConn(websocket, socket, () => true)
+    const maConn = toMaConn(websocket, socket, AbortSignal.abort())
 
     await withDeadline(maConn.close(), CLOSE_TIMEOUT / 2, 'close()')
     await withDeadline(mute.clientClosed(), 1_000, 'the peer seeing the socket close')
