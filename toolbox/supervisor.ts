@@ -3,11 +3,12 @@
  * each has a deadline after which it is killed, leads its own process group
  * unless told otherwise, and dies with us however we go
  */
-import { fork } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { constants } from 'node:os'
 import { basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { delay, now, within } from './time.ts'
+import { delay, now, until, within } from './time.ts'
 import type { Message } from './supervised.ts'
 import type { ChildProcess } from 'node:child_process'
 
@@ -195,18 +196,18 @@ export class Child {
   }
 
   /**
-   * The next message of this type, or undefined if none came within `ms` or
-   * the child exited first
+   * The first message of this type that `match` accepts and no earlier call
+   * took, or undefined if none came within `ms` or the child exited first
    */
-  async next (type: string, ms: number): Promise<Received | undefined> {
-    return this.take(message => message.type === type, ms)
+  async next (type: string, ms: number, match: (message: Received) => boolean = () => true): Promise<Received | undefined> {
+    return this.take(message => message.type === type && match(message), ms)
   }
 
   /**
    * Like `next`, but no message is an error
    */
-  async expect (type: string, ms: number): Promise<Received> {
-    return this.orFail(await this.next(type, ms), `reporting "${type}"`, ms)
+  async expect (type: string, ms: number, match?: (message: Received) => boolean): Promise<Received> {
+    return this.orFail(await this.next(type, ms, match), `reporting "${type}"`, ms)
   }
 
   /**
@@ -284,6 +285,27 @@ export class Child {
    */
   freeze (): void {
     this.process.kill('SIGSTOP')
+  }
+
+  /**
+   * Resolves once the kernel shows the process stopped: `freeze()` only sends
+   * the signal
+   */
+  async frozen (ms: number): Promise<void> {
+    const pid = this.process.pid
+
+    if (pid == null) {
+      throw new Error(`${this.name} never started`)
+    }
+
+    await until(() => isStopped(pid), ms, `${this.name} stopping`)
+  }
+
+  /**
+   * SIGCONT: the process runs again after `freeze()`
+   */
+  thaw (): void {
+    this.process.kill('SIGCONT')
   }
 
   /**
@@ -365,6 +387,20 @@ export class Child {
     }
 
     this.waiting.clear()
+  }
+}
+
+/**
+ * Whether the kernel has stopped the process (state T): from /proc where
+ * there is one, else from `ps` (macOS). No signal or event tells us
+ */
+function isStopped (pid: number): boolean {
+  try {
+    // the state follows the command name, which is in parentheses
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')
+  } catch {
+    return execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim().startsWith('T')
   }
 }
 

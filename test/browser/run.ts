@@ -8,8 +8,9 @@
  * Usage: `node test/browser/run.ts`, with CHROMIUM_PATH and FIREFOX_PATH to
  * use browsers other than Debian's
  */
+import { startRemoteNode } from '../../toolbox/remote-node.ts'
+import { killAllOnSignals } from '../../toolbox/supervisor.ts'
 import { withDeadline } from '../fixtures/deadline.ts'
-import { startNodeProcess } from '../fixtures/node-process-handle.ts'
 import { packageRoot } from '../fixtures/package-root.ts'
 import { findBrowsers, launch } from './browsers.ts'
 import { PAGE_API } from './page-api.ts'
@@ -17,7 +18,7 @@ import { servePage } from './page-server.ts'
 import { TESTS } from './suite.ts'
 import type { BrowserSpec, LaunchedBrowser } from './browsers.ts'
 import type { Context } from './suite.ts'
-import type { NodeProcess } from '../fixtures/node-process-handle.ts'
+import type { RemoteNode } from '../../toolbox/remote-node.ts'
 import type { Page } from 'puppeteer-core'
 
 // the slowest test (4 MiB echoed in Firefox) takes a few seconds
@@ -25,18 +26,22 @@ const TEST_TIMEOUT = 30_000
 const CALL_TIMEOUT = 20_000
 const PAGE_TIMEOUT = 15_000
 const RESET_TIMEOUT = 5_000
+const FAR_SIDE_START_TIMEOUT = 10_000
+
+// libp2p refuses more than 5 connections a second from one host by default,
+// and the suite dials the far side from 127.0.0.1 once per test
+const FAR_SIDE_INBOUND_LIMIT = 100
 
 // the whole run takes well under a minute; past this something hangs that
 // no single deadline caught, and everything is killed
 const SUITE_TIMEOUT = 300_000
 
-const children = new Set<NodeProcess>()
 const browsers = new Set<LaunchedBrowser>()
 let passed = 0
 let failed = 0
 
-function killAll (): void {
-  children.forEach(child => { child.kill() })
+// the far sides are the supervisor's: it kills them when we exit
+function killBrowsers (): void {
   browsers.forEach(browser => { browser.kill() })
 }
 
@@ -56,33 +61,32 @@ function summary (): void {
 }
 
 // an 'exit' handler may only do synchronous work: kill, do not close
-process.once('exit', killAll)
+process.once('exit', killBrowsers)
 
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    print(`interrupted by ${signal}`)
-    killAll()
-    process.exit(1)
-  })
-}
+killAllOnSignals(signal => {
+  print(`interrupted by ${signal}`)
+  killBrowsers()
+})
 
 setTimeout(() => {
   fail('the suite', new Error(`did not finish within ${SUITE_TIMEOUT} ms`))
   summary()
-  killAll()
+  // the exit handlers kill the browsers and the far sides
   process.exit(1)
 }, SUITE_TIMEOUT).unref()
 
-async function startFarSide (): Promise<NodeProcess> {
-  const child = await startNodeProcess('websockets')
-  children.add(child)
-
-  return child
-}
-
-function killFarSide (child: NodeProcess): void {
-  child.kill()
-  children.delete(child)
+/**
+ * A Node.js node of ours in a child process, reporting its connections; the
+ * supervisor kills it at `deadlineMs` if nobody did before
+ */
+async function startFarSide (name: string, deadlineMs: number): Promise<RemoteNode> {
+  return startRemoteNode('ours', {
+    name,
+    deadlineMs,
+    readyMs: FAR_SIDE_START_TIMEOUT,
+    reportConnections: true,
+    inboundLimit: FAR_SIDE_INBOUND_LIMIT
+  })
 }
 
 /**
@@ -101,7 +105,7 @@ function caller (page: Page): Context['call'] {
   }
 }
 
-async function runIn (spec: BrowserSpec, url: string, farSide: NodeProcess): Promise<void> {
+async function runIn (spec: BrowserSpec, url: string, farSide: RemoteNode): Promise<void> {
   let launched: LaunchedBrowser
 
   try {
@@ -130,15 +134,15 @@ async function runIn (spec: BrowserSpec, url: string, farSide: NodeProcess): Pro
     const call = caller(page)
 
     for (const test of TESTS) {
-      const own: NodeProcess[] = []
+      const own: RemoteNode[] = []
       const notes: string[] = []
       const context: Context = {
         call,
         farSide,
         ownFarSide: async () => {
-          const child = await startFarSide()
-          own.push(child)
-          return child
+          const farSide = await startFarSide('the test\'s own far side', TEST_TIMEOUT)
+          own.push(farSide)
+          return farSide
         },
         note: (text) => { notes.push(text) }
       }
@@ -154,7 +158,7 @@ async function runIn (spec: BrowserSpec, url: string, farSide: NodeProcess): Pro
         // whatever the test left running in the page goes with it
         await openPage(page, url)
       } finally {
-        own.forEach(killFarSide)
+        own.forEach(({ child }) => { child.kill() })
       }
 
       await withDeadline(call('reset'), RESET_TIMEOUT, 'reset() in the page').catch(async () => {
@@ -173,7 +177,7 @@ async function main (): Promise<void> {
   const specs = await findBrowsers()
   const [server, farSide] = await Promise.all([
     servePage(packageRoot()),
-    startFarSide()
+    startFarSide('the far side', SUITE_TIMEOUT)
   ])
 
   try {
@@ -181,7 +185,7 @@ async function main (): Promise<void> {
       await runIn(spec, server.url, farSide)
     }
   } finally {
-    killFarSide(farSide)
+    farSide.child.kill()
     await server.close()
   }
 }

@@ -5,7 +5,8 @@
  */
 import { expect } from 'aegir/chai'
 import type { TransportName, PageApi } from './page-api.ts'
-import type { NodeProcess } from '../fixtures/node-process-handle.ts'
+import type { RemoteNode } from '../../toolbox/remote-node.ts'
+import type { Received } from '../../toolbox/supervisor.ts'
 
 export interface Context {
   /**
@@ -16,12 +17,12 @@ export interface Context {
   /**
    * The far side every test may share: tests leave it as they found it
    */
-  farSide: NodeProcess
+  farSide: RemoteNode
 
   /**
    * A far side of the test's own, to freeze or stall; killed after the test
    */
-  ownFarSide(): Promise<NodeProcess>
+  ownFarSide(): Promise<RemoteNode>
 
   /**
    * A figure to print beside the test's result
@@ -47,6 +48,9 @@ const RESET_BOUND = 1_000
 // how long the far side may take to report what a test waits for
 const REPORT_TIMEOUT = 5_000
 
+// how long the far side may take to run a command (stall, unstall)
+const COMMAND_TIMEOUT = 10_000
+
 /**
  * Data the held stream sends once the far side no longer reads: less than
  * yamux's initial window, so that none of it waits in the stream itself and
@@ -59,6 +63,14 @@ function peerIdOf (addr: string): string {
 }
 
 /**
+ * The far side's first report of `type` (see RemoteNode) about the page's
+ * node, `me`, that no earlier wait took
+ */
+async function reportAbout ({ child }: RemoteNode, type: string, me: string): Promise<Received> {
+  return child.expect(type, REPORT_TIMEOUT, report => report.remotePeer === me)
+}
+
+/**
  * Echo 4 MiB over our transport with a small `maxBufferedAmount`, so that
  * writing waits on the `bufferedAmount` poll
  */
@@ -67,7 +79,7 @@ function echoTest (maxBufferedAmount: number): BrowserTest {
     name: `echoes 4 MiB both ways with maxBufferedAmount ${maxBufferedAmount}`,
     run: async ({ call, farSide, note }) => {
       await call('start', { transport: 'ours', maxBufferedAmount })
-      await call('dial', farSide.addrs[0])
+      await call('dial', farSide.addr)
       const result = await call('echo', ECHO_BYTES)
 
       expect(result.receivedBytes).to.equal(ECHO_BYTES)
@@ -90,14 +102,14 @@ type Unresponsive = 'frozen' | 'stalled'
 async function stopWithUnresponsiveFarSide ({ call, ownFarSide }: Context, transport: TransportName, how: Unresponsive): Promise<number> {
   const farSide = await ownFarSide()
   const me = await call('start', { transport })
-  await call('dial', farSide.addrs[0])
+  await call('dial', farSide.addr)
   await call('holdStream')
 
   if (how === 'frozen') {
-    farSide.freeze()
-    await farSide.frozen(REPORT_TIMEOUT)
+    farSide.child.freeze()
+    await farSide.child.frozen(REPORT_TIMEOUT)
   } else {
-    await farSide.command({ type: 'stall' })
+    await farSide.child.call('stall', {}, COMMAND_TIMEOUT)
   }
 
   await call('write', UNREAD_BYTES)
@@ -105,12 +117,12 @@ async function stopWithUnresponsiveFarSide ({ call, ownFarSide }: Context, trans
 
   if (transport === 'ours') {
     if (how === 'frozen') {
-      farSide.thaw()
+      farSide.child.thaw()
     } else {
-      await farSide.command({ type: 'unstall' })
+      await farSide.child.call('unstall', {}, COMMAND_TIMEOUT)
     }
 
-    await farSide.report('connection-closed', r => r.remotePeer === me, `the ${how} far side, reading again, seeing the connection closed`, REPORT_TIMEOUT)
+    await reportAbout(farSide, 'connection-closed', me)
   }
 
   return ms
@@ -136,10 +148,10 @@ export const TESTS: BrowserTest[] = [{
   name: 'dials the far side\'s /ws address',
   run: async ({ call, farSide }) => {
     const me = await call('start', { transport: 'ours' })
-    const remote = await call('dial', farSide.addrs[0])
+    const remote = await call('dial', farSide.addr)
 
-    expect(remote).to.equal(peerIdOf(farSide.addrs[0]))
-    await farSide.report('connection-opened', r => r.remotePeer === me, 'the far side seeing the connection', REPORT_TIMEOUT)
+    expect(remote).to.equal(peerIdOf(farSide.addr))
+    await reportAbout(farSide, 'connection-opened', me)
   }
 },
 echoTest(16 * 1024),
@@ -148,12 +160,12 @@ echoTest(1024),
   name: 'connection.close() is seen by the far side as a graceful close',
   run: async ({ call, farSide, note }) => {
     const me = await call('start', { transport: 'ours' })
-    await call('dial', farSide.addrs[0])
+    await call('dial', farSide.addr)
     await call('holdStream')
     const ms = await call('close')
 
-    const stream = await farSide.report('echo-stream-closed', r => r.remotePeer === me, 'the far side seeing the stream closed', REPORT_TIMEOUT)
-    const connection = await farSide.report('connection-closed', r => r.remotePeer === me, 'the far side seeing the connection closed', REPORT_TIMEOUT)
+    const stream = await reportAbout(farSide, 'echo-stream-closed', me)
+    const connection = await reportAbout(farSide, 'connection-closed', me)
 
     expect(stream.status, 'how the far side\'s stream ended').to.equal('closed')
     expect(stream.error, 'the error the far side\'s stream ended with').to.be.undefined()
@@ -165,13 +177,13 @@ echoTest(1024),
   name: `connection.abort() is seen by the far side as a reset within ${RESET_BOUND} ms`,
   run: async ({ call, farSide, note }) => {
     const me = await call('start', { transport: 'ours' })
-    await call('dial', farSide.addrs[0])
+    await call('dial', farSide.addr)
     await call('holdStream')
 
     const start = Date.now()
     await call('abort')
-    const stream = await farSide.report('echo-stream-closed', r => r.remotePeer === me, 'the far side seeing the stream end', REPORT_TIMEOUT)
-    await farSide.report('connection-closed', r => r.remotePeer === me, 'the far side seeing the connection closed', REPORT_TIMEOUT)
+    const stream = await reportAbout(farSide, 'echo-stream-closed', me)
+    await reportAbout(farSide, 'connection-closed', me)
     const ms = Date.now() - start
 
     expect(stream.status, 'how the far side\'s stream ended').to.equal('reset')
