@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { expect } from 'aegir/chai'
 import { runHazard } from '../toolbox/hazard-run.ts'
 import { HAZARDS } from '../toolbox/hazards.ts'
@@ -37,4 +39,22 @@ describe('the process exits by itself after node.stop()', function () {
   it(`hazard ${HAZARDS[0].row}: ${HAZARDS[0].label}, on @libp2p/tcp for reference`, async () => {
     await expectExit(HAZARDS[0], 'tcp')
   })
+
+  // libp2p 3.3 ignores a node.stop() that comes while node.start() runs,
+  // whatever the transport, so the stop that reaches our listener while it
+  // binds is listener.close(): the process must exit after it all the same
+  for (const when of ['same-tick', 'next-tick']) {
+    it(`a listener closed while listen() is still binding (${when}) lets the process exit`, async () => {
+      // the fixture as written, run through Node.js's type stripping
+      const script = fileURLToPath(new URL('../../test/fixtures/close-while-listening.ts', import.meta.url))
+      const { code, stdout } = await new Promise<{ code: number | null, stdout: string }>((resolve) => {
+        execFile(process.execPath, [script, when], { timeout: DEADLINES.exitMs }, (err, stdout) => {
+          resolve({ code: err == null ? 0 : (err as any).code ?? null, stdout })
+        })
+      })
+
+      expect(code, `the process did not exit by itself within ${DEADLINES.exitMs} ms`).to.equal(0)
+      expect(JSON.parse(stdout)).to.deep.equal({ listen: 'resolved', addrs: 0 })
+    })
+  }
 })
