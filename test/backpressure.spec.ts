@@ -90,6 +90,12 @@ interface WriterState {
 
 interface ReaderState {
   frozen: boolean
+
+  /**
+   * A slow reader's pending resume, cleared once the test is done with it so
+   * that it is not taken for a timer the connection left behind
+   */
+  resumeTimer?: ReturnType<typeof setTimeout>
   received: number
   hash: Hash
   largestReadBuffer: number
@@ -158,7 +164,7 @@ function read (reader: MultiaddrConnection, kind: Reader): ReaderState {
 
     if (kind === 'slow') {
       reader.pause()
-      setTimeout(() => { reader.resume() }, 1)
+      state.resumeTimer = setTimeout(() => { reader.resume() }, 1)
     }
 
     if (kind === 'frozen then resumed' && state.received >= FREEZE_AFTER && !state.frozen) {
@@ -279,6 +285,7 @@ describe('backpressure', function () {
             expect(sent.largestPending).to.be.at.most(bound)
 
             await withDeadline(Promise.all([writer.close(), reader.close()]), DEADLINE, 'both ends closing')
+            clearTimeout(received.resumeTimer)
             expect(activeTimers()).to.be.at.most(timers)
           })
         }
