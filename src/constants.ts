@@ -41,12 +41,29 @@ export const HANDSHAKE_PHASES = ['accepted', 'tls', 'http', 'websocket'] as cons
 
 /**
  * Phases of an inbound socket from accept to a libp2p connection, in the
- * order a socket moves through them
+ * order a socket moves through them. `request`: a plain HTTP connection the
+ * user's request handler serves (it may still ask for an upgrade later), so
+ * not a handshake
  */
-export const INBOUND_PHASES = [...HANDSHAKE_PHASES, 'upgrading', 'open'] as const
+export const INBOUND_PHASES = ['accepted', 'tls', 'http', 'request', 'websocket', 'upgrading', 'open'] as const
+
+/**
+ * Largest PROXY v2 address block, TLVs included, that a trusted proxy may
+ * send. The addresses take 36 bytes at most; the TLVs cloud load balancers and
+ * HAProxy add (endpoint ids, ALPN, TLS details) take some hundreds. The
+ * protocol allows 65,535, which a socket still handshaking should not pin
+ */
+export const PROXY_V2_MAX_LENGTH = 4096
 
 /**
  * Phases of an outbound socket from dial to a libp2p connection, in the order
  * a socket moves through them
  */
 export const OUTBOUND_PHASES = ['dialing', 'upgrading', 'open'] as const
+
+/**
+ * How long a plain HTTP connection served by the user's request handler may
+ * go without traffic, unless `inboundSocketInactivityTimeout` says otherwise:
+ * the same default as a libp2p connection's inactivity timeout
+ */
+export const REQUEST_IDLE_TIMEOUT = 120_000

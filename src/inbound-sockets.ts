@@ -1,7 +1,11 @@
+import { InvalidParametersError } from '@libp2p/interface'
 import { WebSocketServer } from 'ws'
+import { TrustedProxies } from './client-address.ts'
 import { CLOSE_TIMEOUT, HANDSHAKE_PHASES, HANDSHAKE_TIMEOUT, INBOUND_PHASES, MAX_PAYLOAD } from './constants.ts'
+import { ProxyHeaderError, ProxyHeaderReader, startsWithProxySignature } from './proxy-protocol.ts'
 import { SocketRegistry } from './socket-registry.ts'
-import type { Logger, Metrics } from '@libp2p/interface'
+import type { ClientAddress } from './client-address.ts'
+import type { CounterGroup, Logger, Metrics } from '@libp2p/interface'
 import type { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type net from 'node:net'
@@ -15,6 +19,31 @@ import type { ServerOptions, WebSocket } from 'ws'
 export type InboundPhase = typeof INBOUND_PHASES[number]
 
 const handshakePhases: ReadonlySet<InboundPhase> = new Set(HANDSHAKE_PHASES)
+
+/**
+ * What the owner keeps per socket
+ */
+interface InboundRecord {
+  /**
+   * Ends the handshake: cleared once the socket leaves the handshake phases
+   */
+  deadline?: ReturnType<typeof setTimeout>
+
+  /**
+   * The client a trusted proxy's PROXY header named
+   */
+  proxied?: ClientAddress
+
+  /**
+   * Set while a trusted proxy's PROXY header is awaited
+   */
+  awaitingProxyHeader?: boolean
+
+  /**
+   * Destroys a plain HTTP connection the user's handler serves once it is idle
+   */
+  onIdle?(): void
+}
 
 /**
  * What the inbound sockets need of their listener, handed over rather than
@@ -54,6 +83,29 @@ export interface InboundSocketsInit {
   closeTimeout?: number
 
   /**
+   * Proxies whose PROXY headers and forwarding headers name the client
+   *
+   * @default []
+   */
+  trustedProxies?: string[]
+
+  /**
+   * Read a PROXY header (v1 or v2) from every socket a trusted proxy opens,
+   * before anything else; without one the socket is destroyed
+   *
+   * @default false
+   */
+  proxyProtocol?: boolean
+
+  /**
+   * How long in ms a plain HTTP connection served by the user's request
+   * handler may stay without traffic, 0 for no limit of ours
+   *
+   * @default 0
+   */
+  requestIdleTimeout?: number
+
+  /**
    * The listener's address, which labels its metrics
    */
   address(): string | undefined
@@ -73,7 +125,7 @@ export interface InboundSocketsInit {
    * Take a WebSocket whose upgrade is complete, over `raw`, the socket we
    * accepted
    */
-  onWebSocket(websocket: WebSocket, req: http.IncomingMessage, raw: net.Socket): void
+  onWebSocket(websocket: WebSocket, req: http.IncomingMessage, raw: net.Socket, client: ClientAddress): void
 }
 
 /**
@@ -88,14 +140,24 @@ export class InboundSockets {
   private readonly log: Logger
   private readonly handshakeTimeout: number
   private readonly maxInboundHandshakes: number
-  private readonly sockets: SocketRegistry<net.Socket, InboundPhase, ReturnType<typeof setTimeout>>
+  private readonly sockets: SocketRegistry<net.Socket, InboundPhase, InboundRecord>
   private readonly wsServer: WebSocketServer
+  private readonly trustedProxies: TrustedProxies
+  private readonly proxyProtocol: boolean
+  private readonly proxied?: CounterGroup
 
   constructor (init: InboundSocketsInit) {
     this.init = init
     this.log = init.log
     this.handshakeTimeout = init.handshakeTimeout ?? HANDSHAKE_TIMEOUT
     this.maxInboundHandshakes = init.maxInboundHandshakes ?? Infinity
+    this.trustedProxies = new TrustedProxies(init.trustedProxies)
+    this.proxyProtocol = init.proxyProtocol ?? false
+
+    if (this.proxyProtocol && this.trustedProxies.size === 0) {
+      throw new InvalidParametersError('proxyProtocol needs trustedProxies: the proxies whose PROXY headers to read')
+    }
+
     this.onUpgrade = this.onUpgrade.bind(this)
     this.onSecureConnection = this.onSecureConnection.bind(this)
     this.onTLSClientError = this.onTLSClientError.bind(this)
@@ -108,8 +170,8 @@ export class InboundSockets {
       isDestroyed: socket => socket.destroyed,
       onClose: (socket, onClose) => { socket.once('close', onClose) },
       // the deadline ends with the socket, so that nothing of ours outlives it
-      onRelease: (socket, deadline) => {
-        clearTimeout(deadline)
+      onRelease: (socket, record) => {
+        clearTimeout(record?.deadline)
         this.init.countEvent('close')
       }
     })
@@ -130,6 +192,13 @@ export class InboundSockets {
         const address = init.address()
         return address == null ? {} : { [address]: this.sockets.size }
       }
+    })
+
+    // labelled by the proxy's address: there are only as many as the
+    // operator trusts
+    this.proxied = init.metrics?.registerCounterGroup('libp2p_websockets_listener_proxied_total', {
+      label: 'proxy',
+      help: 'WebSocket upgrades that arrived through a trusted proxy, by listener and proxy address'
     })
 
     init.metrics?.registerMetricGroup('libp2p_websockets_listener_sockets', {
@@ -175,19 +244,118 @@ export class InboundSockets {
       return
     }
 
-    this.sockets.track(socket, 'accepted', setTimeout(() => {
-      this.log('no WebSocket upgrade within %dms in phase %s, destroying socket', this.handshakeTimeout, this.sockets.phaseOf(socket))
-      this.init.countEvent('handshake_timeout')
+    this.own(socket, 'accepted')
+
+    if (this.proxyProtocol && this.trustedProxies.trusts(socket.remoteAddress)) {
+      this.readProxyHeader(socket)
+    } else {
+      this.sniff(socket)
+    }
+  }
+
+  /**
+   * Own a socket from now on, in `phase`, with the handshake deadline running
+   */
+  private own (socket: net.Socket, phase: InboundPhase): void {
+    const record: InboundRecord = {}
+    record.deadline = setTimeout(() => {
+      if (record.awaitingProxyHeader === true) {
+        this.log('no PROXY header from %s within %dms, destroying socket', socket.remoteAddress, this.handshakeTimeout)
+        this.init.countEvent('proxy_timeout')
+      } else {
+        this.log('no WebSocket upgrade within %dms in phase %s, destroying socket', this.handshakeTimeout, this.sockets.phaseOf(socket))
+        this.init.countEvent('handshake_timeout')
+      }
+
       socket.destroy()
-    }, this.handshakeTimeout))
+    }, this.handshakeTimeout)
+
+    this.sockets.track(socket, phase, record)
 
     socket.on('error', (err) => {
       this.log('socket error - %e', err)
       this.init.countEvent('error')
     })
+  }
+
+  /**
+   * Read the PROXY header a trusted proxy sends first, as its bytes arrive,
+   * then route what follows it. Any fault in it destroys the socket
+   */
+  private readProxyHeader (socket: net.Socket): void {
+    const record = this.sockets.dataOf(socket)
+    const reader = new ProxyHeaderReader()
+    const proxy = socket.remoteAddress
+
+    if (record == null) {
+      return
+    }
+
+    record.awaitingProxyHeader = true
+
+    const stop = (): void => {
+      socket.removeListener('readable', onReadable)
+      socket.removeListener('end', onEnd)
+    }
+    const fail = (reason: string, err: Error): void => {
+      stop()
+      this.log('invalid PROXY header from trusted proxy %s, destroying socket - %e', proxy, err)
+      this.init.countEvent(`proxy_${reason}`)
+      socket.destroy()
+    }
+    const onEnd = (): void => {
+      fail('truncated', new ProxyHeaderError('malformed', 'The connection ended before the PROXY header did'))
+    }
+    const onReadable = (): void => {
+      let chunk: Buffer | null
+
+      while (!socket.destroyed && (chunk = socket.read()) != null) {
+        let result: ReturnType<ProxyHeaderReader['push']>
+
+        try {
+          result = reader.push(chunk)
+        } catch (err: any) {
+          fail(err instanceof ProxyHeaderError ? err.reason : 'malformed', err)
+          return
+        }
+
+        if (result == null) {
+          continue
+        }
+
+        stop()
+        record.awaitingProxyHeader = false
+        record.proxied = result.header.source
+        this.log('PROXY v%d header from trusted proxy %s: client %s', result.header.version, proxy,
+          result.header.source == null ? 'is the proxy itself' : `${result.header.source.host}:${result.header.source.port}`)
+
+        if (result.rest.length > 0) {
+          socket.unshift(result.rest)
+        }
+
+        // once the listener above is gone (next tick), a new one is told of
+        // the bytes already buffered
+        process.nextTick(() => {
+          this.sniff(socket)
+        })
+        return
+      }
+    }
+
+    socket.on('readable', onReadable)
+    socket.once('end', onEnd)
+  }
+
+  /**
+   * Route the socket by its first byte, once it arrives
+   */
+  private sniff (socket: net.Socket): void {
+    if (socket.destroyed) {
+      return
+    }
 
     socket.once('readable', () => {
-      const chunk: Buffer | null = socket.read(1)
+      const chunk: Buffer | null = socket.read()
 
       if (chunk == null) {
         // the peer closed without sending anything
@@ -196,6 +364,15 @@ export class InboundSockets {
       }
 
       socket.unshift(chunk)
+
+      // where PROXY headers are read, only a trusted proxy may send one, and
+      // only one: a client passing its own through a proxy is forging
+      if (this.proxyProtocol && startsWithProxySignature(chunk)) {
+        this.log('%s sent a PROXY header it may not send, destroying socket', socket.remoteAddress)
+        this.init.countEvent('proxy_untrusted')
+        socket.destroy()
+        return
+      }
 
       // removing a 'readable' listener only takes effect on the next tick;
       // until then the stream will not flow, and the server we hand the socket
@@ -263,15 +440,73 @@ export class InboundSockets {
    * the handshake does. False if the socket has closed in the meantime
    */
   advance (socket: net.Socket, phase: InboundPhase, onTerminate?: () => void): boolean {
+    const record = this.sockets.dataOf(socket)
+
     if (!this.sockets.advance(socket, phase, onTerminate)) {
       return false
     }
 
     if (!handshakePhases.has(phase)) {
-      clearTimeout(this.sockets.dataOf(socket))
+      clearTimeout(record?.deadline)
+    }
+
+    // the connection has its own inactivity timeout from here
+    if (record?.onIdle != null && phase !== 'request' && phase !== 'websocket') {
+      socket.setTimeout(0)
+      socket.removeListener('timeout', record.onIdle)
+      record.onIdle = undefined
     }
 
     return true
+  }
+
+  /**
+   * A plain HTTP request arrived on `socket` for the user's handler: its
+   * connection leaves the handshake (and the handshake deadline) for the
+   * `request` phase, where it is bounded by the HTTP server's keep-alive
+   * timeout, `requestIdleTimeout` and the listener's close. False if the
+   * socket is not ours any more
+   */
+  serve (socket: Duplex): boolean {
+    const raw = this.rawSocketOf(socket)
+    const record = raw == null ? undefined : this.sockets.dataOf(raw)
+
+    if (raw == null || record == null) {
+      return false
+    }
+
+    if (this.sockets.phaseOf(raw) === 'http') {
+      this.advance(raw, 'request')
+      const idleTimeout = this.init.requestIdleTimeout ?? 0
+
+      if (idleTimeout > 0) {
+        record.onIdle = () => {
+          this.log('HTTP connection idle for %dms, destroying socket', idleTimeout)
+          this.init.countEvent('request_idle')
+          raw.destroy()
+        }
+        raw.setTimeout(idleTimeout)
+        raw.on('timeout', record.onIdle)
+      }
+    }
+
+    return true
+  }
+
+  /**
+   * Own a socket whose WebSocket upgrade request a user's HTTP(S) server
+   * received, from that moment: what came before was that server's
+   */
+  adopt (req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.handshaking() >= this.maxInboundHandshakes) {
+      this.log('%d sockets are already handshaking, dropping %s', this.maxInboundHandshakes, req.socket.remoteAddress)
+      this.init.countEvent('handshake_limit')
+      socket.destroy()
+      return
+    }
+
+    this.own(socket as net.Socket, 'websocket')
+    this.onUpgrade(req, socket, head)
   }
 
   /**
@@ -295,10 +530,35 @@ export class InboundSockets {
       return
     }
 
-    this.advance(raw, 'websocket')
+    if (this.sockets.phaseOf(raw) !== 'websocket') {
+      this.advance(raw, 'websocket')
+    }
+
+    const client = this.clientOf(raw, req)
+
     this.wsServer.handleUpgrade(req, socket, head, (websocket) => {
-      this.init.onWebSocket(websocket, req, raw)
+      this.init.onWebSocket(websocket, req, raw, client)
     })
+  }
+
+  /**
+   * The client of an upgrade request: the peer, or the client a trusted
+   * proxy named in a PROXY header, then the forwarding headers' client if
+   * that peer is a trusted proxy. The proxy's address is logged and counted
+   */
+  private clientOf (raw: net.Socket, req: http.IncomingMessage): ClientAddress {
+    const proxied = this.sockets.dataOf(raw)?.proxied
+    const peer = proxied ?? { host: raw.remoteAddress ?? '0.0.0.0', port: raw.remotePort ?? 0 }
+
+    if (!this.trustedProxies.trusts(raw.remoteAddress)) {
+      return peer
+    }
+
+    const client = this.trustedProxies.clientOf(peer, req.headers)
+    this.log('upgrade through trusted proxy %s:%d for client %s:%d', raw.remoteAddress, raw.remotePort, client.host, client.port)
+    this.proxied?.increment({ [`${this.init.address()} ${raw.remoteAddress}`]: true })
+
+    return client
   }
 
   private onSecureConnection (socket: tls.TLSSocket): void {

@@ -174,6 +174,61 @@ export interface WebSocketsInit extends AbortOptions {
    * Options for the sockets of inbound connections
    */
   listenOpts?: WebSocketsSocketOptions
+
+  /**
+   * Proxies (addresses or CIDR ranges, IPv4 and IPv6, as in Express's
+   * `trust proxy`) whose word on the client's address is taken: the
+   * `Forwarded` or `X-Forwarded-For` header of a WebSocket upgrade request
+   * they pass on, and with `proxyProtocol` the PROXY header they send. The
+   * connection's `remoteAddr`, which libp2p's per-host limits and connection
+   * gater see, is then the client's; the proxy's address is logged and
+   * counted in `libp2p_websockets_listener_proxied_total`. Others connect as
+   * before, their forwarding headers ignored
+   *
+   * @default []
+   */
+  trustedProxies?: string[]
+
+  /**
+   * Read a PROXY protocol header (v1 or v2) from every connection a trusted
+   * proxy opens: one without a valid header within `handshakeTimeout` is
+   * destroyed, as is a PROXY header from anyone else. Needs `trustedProxies`
+   *
+   * @default false
+   */
+  proxyProtocol?: boolean
+
+  /**
+   * Serve the HTTP requests on the listener's port that are not WebSocket
+   * upgrades (an app, a health check) instead of answering 400. Their
+   * connections are closed with the listener, and after
+   * `inboundSocketInactivityTimeout` without traffic
+   *
+   * @default undefined (400 Bad Request)
+   */
+  requestHandler?(req: http.IncomingMessage, res: http.ServerResponse): void
+
+  /**
+   * A listening `http.Server` or `https.Server` of the user's to take
+   * WebSocket upgrade requests from instead of listening on a port: listen
+   * on one `/ws` (`/tls/ws` for HTTPS) address, whose host and port are the
+   * server's. Closing the listener leaves the server and its other
+   * connections alone. Until the upgrade request, connections are that
+   * server's to bound (`headersTimeout`, `requestTimeout`, `maxConnections`);
+   * `handshakeTimeout`, `maxInboundHandshakes`, `trustedProxies` (forwarding
+   * headers only) apply from then on
+   *
+   * @default undefined
+   */
+  server?: http.Server | https.Server
+
+  /**
+   * With `server`, take only upgrade requests for this path, leaving the
+   * others to the server's other `upgrade` listeners
+   *
+   * @default undefined (every upgrade request)
+   */
+  upgradePath?: string
 }
 
 /**

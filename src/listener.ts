@@ -6,17 +6,26 @@ import { getNetConfig, getThinWaistAddresses, ipPortToMultiaddr as toMultiaddr }
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { TypedEventEmitter } from 'main-event'
+import { REQUEST_IDLE_TIMEOUT } from './constants.ts'
 import { InboundSockets } from './inbound-sockets.ts'
 import { applySocketOptions, closeServer, dropOnProtocolError, listenOn, socketOptions } from './utils.ts'
 import { webSocketToMaConn } from './websocket-to-conn.ts'
+import type { ClientAddress } from './client-address.ts'
 import type { InboundPhase } from './inbound-sockets.ts'
 import type { WebSocketsSocketOptions } from './utils.ts'
 import type { WebSocketMultiaddrConnectionInit } from './websocket-to-conn.ts'
 import type { ComponentLogger, Logger, Listener, ListenerEvents, CreateListenerOptions, CounterGroup, MetricGroup, Metrics, TLSCertificate, Libp2pEvents } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { TypedEventTarget } from 'main-event'
+import type { Duplex } from 'node:stream'
 import type tls from 'node:tls'
 import type { WebSocket } from 'ws'
+
+/**
+ * The user's servers a listener is attached to: one listener each, or every
+ * upgrade would be taken twice
+ */
+const attached = new WeakSet<http.Server>()
 
 export interface WebSocketListenerComponents {
   logger: ComponentLogger
@@ -41,6 +50,11 @@ export interface WebSocketListenerInit extends CreateListenerOptions {
   backlog?: number
   listenOpts?: WebSocketsSocketOptions
   connection?: ConnectionOptions
+  trustedProxies?: string[]
+  proxyProtocol?: boolean
+  requestHandler?(req: http.IncomingMessage, res: http.ServerResponse): void
+  server?: http.Server | https.Server
+  upgradePath?: string
 }
 
 export interface WebSocketListenerMetrics {
@@ -79,11 +93,13 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.httpRequestHandler = this.httpRequestHandler.bind(this)
     this.onCertificateProvision = this.onCertificateProvision.bind(this)
     this.onCertificateRenew = this.onCertificateRenew.bind(this)
+    this.onAttachedUpgrade = this.onAttachedUpgrade.bind(this)
 
     this.sockets = new InboundSockets({
       ...init,
       log: this.log,
       metrics: components.metrics,
+      requestIdleTimeout: init.connection?.inactivityTimeout ?? REQUEST_IDLE_TIMEOUT,
       address: () => this.addr,
       countEvent: event => { this.metrics.events?.increment({ [`${this.addr} ${event}`]: true }) },
       serverFor: protocol => protocol === 'tls' ? this.https : this.http,
@@ -131,7 +147,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.sockets.accept(socket)
   }
 
-  onWsServerConnection (websocket: WebSocket, req: http.IncomingMessage, raw: net.Socket): void {
+  onWsServerConnection (websocket: WebSocket, req: http.IncomingMessage, raw: net.Socket, client: ClientAddress): void {
     const controller = new AbortController()
 
     // the socket may have closed, or the listener begun to close, while `ws`
@@ -144,7 +160,9 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     // the HTTPS server hands us the TLS socket wrapping the one we accepted
     const socket = req.socket as net.Socket
     dropOnProtocolError(websocket, socket)
-    const protocol = (socket as tls.TLSSocket).encrypted === true ? '/tls/ws' : '/ws'
+    // behind a proxy that terminates TLS, what the client used is what the
+    // proxy said it used
+    const protocol = (client.secure ?? (socket as tls.TLSSocket).encrypted === true) ? '/tls/ws' : '/ws'
     applySocketOptions(socket, this.init.listenOpts)
 
     const maConn = webSocketToMaConn({
@@ -152,13 +170,13 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       ...this.init.connection,
       websocket,
       socket,
-      remoteAddr: toMultiaddr(socket.remoteAddress ?? raw.remoteAddress ?? '0.0.0.0', socket.remotePort ?? raw.remotePort ?? 0).encapsulate(protocol),
+      remoteAddr: toMultiaddr(client.host, client.port).encapsulate(protocol),
       metrics: this.metrics.events,
       metricPrefix: `${this.addr} `,
       direction: 'inbound'
     })
 
-    this.log('new inbound connection %s', maConn.remoteAddr)
+    this.log('new inbound connection %s from %s:%d', maConn.remoteAddr, raw.remoteAddress, raw.remotePort)
 
     this.init.upgrader.upgradeInbound(maConn, {
       signal: controller.signal
@@ -187,6 +205,11 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     if (this.status !== 'ready') {
       throw new ListenError('The WebSocket listener is closed: a closed listener cannot listen again')
+    }
+
+    if (this.init.server != null) {
+      this.attach(ma, this.init.server)
+      return
     }
 
     this.status = 'starting'
@@ -228,6 +251,51 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.components.events.addEventListener('certificate:renew', this.onCertificateRenew)
     this.metrics.status?.update({ [this.addr]: 1 })
     this.safeDispatchEvent('listening')
+  }
+
+  /**
+   * Take the WebSocket upgrade requests of the user's server, which listens
+   * already, instead of listening ourselves. Its other requests and
+   * connections stay the user's
+   */
+  private attach (ma: Multiaddr, server: http.Server | https.Server): void {
+    const address = server.address()
+    const secure = 'setSecureContext' in server
+
+    if (!server.listening || address == null || typeof address === 'string') {
+      throw new ListenError('The server to attach to must listen on a TCP port already')
+    }
+
+    if (secure ? !WebSocketsSecure.exactMatch(ma) : !WebSockets.exactMatch(ma)) {
+      throw new ListenError(`The server to attach to serves ${secure ? '/tls/ws' : '/ws'}, not ${ma.toString()}`)
+    }
+
+    if (attached.has(server)) {
+      throw new ListenError('Another listener is attached to this server already: listen on one address only')
+    }
+
+    attached.add(server)
+    server.on('upgrade', this.onAttachedUpgrade)
+    this.addr = `${address.address}:${address.port}`
+    this.listeningMultiaddr = toMultiaddr(address.address, address.port).encapsulate(secure ? '/tls/ws' : '/ws')
+    this.status = 'listening'
+    this.metrics.status?.update({ [this.addr]: 1 })
+    this.log('attached to the server on %s', this.addr)
+    this.safeDispatchEvent('listening')
+  }
+
+  private onAttachedUpgrade (req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.status !== 'listening') {
+      return
+    }
+
+    if (this.init.upgradePath != null && new URL(req.url ?? '/', 'http://localhost').pathname !== this.init.upgradePath) {
+      // another upgrade handler of the user's may take it
+      return
+    }
+
+    this.metrics.events?.increment({ [`${this.addr} connection`]: true })
+    this.sockets.adopt(req, socket, head)
   }
 
   /**
@@ -273,6 +341,12 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.components.events.removeEventListener('certificate:renew', this.onCertificateRenew)
 
     const serverClosed = closeServer(this.server)
+
+    if (this.init.server != null) {
+      this.init.server.removeListener('upgrade', this.onAttachedUpgrade)
+      attached.delete(this.init.server)
+    }
+
     this.http?.close()
     this.https?.close()
 
@@ -293,6 +367,10 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
   }
 
   getAddrs (): Multiaddr[] {
+    if (this.init.server != null) {
+      return this.attachedAddrs()
+    }
+
     const address = this.server.address()
 
     if (address == null || this.status !== 'listening') {
@@ -311,12 +389,40 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     ]
   }
 
+  /**
+   * The attached server's address, each interface's if it listens on all
+   */
+  private attachedAddrs (): Multiaddr[] {
+    const address = this.init.server?.address()
+
+    if (this.status !== 'listening' || this.listeningMultiaddr == null || address == null || typeof address === 'string') {
+      return []
+    }
+
+    const protocol = this.listeningMultiaddr.toString().endsWith('/tls/ws') ? '/tls/ws' : '/ws'
+
+    return getThinWaistAddresses(this.listeningMultiaddr.decapsulate(protocol), address.port).map(ma => ma.encapsulate(protocol))
+  }
+
   updateAnnounceAddrs (): void {
 
   }
 
   private httpRequestHandler (req: http.IncomingMessage, res: http.ServerResponse): void {
     this.metrics.events?.increment({ [`${this.addr} http_request`]: true })
+
+    if (this.init.requestHandler != null && this.sockets.serve(req.socket)) {
+      try {
+        this.init.requestHandler(req, res)
+      } catch (err) {
+        this.log.error('the request handler threw - %e', err)
+        this.metrics.errors?.increment({ [`${this.addr} request_handler`]: true })
+        res.destroy()
+      }
+
+      return
+    }
+
     res.writeHead(400, {
       'content-type': 'text/plain',
       connection: 'close'
