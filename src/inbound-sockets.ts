@@ -40,9 +40,15 @@ interface InboundRecord {
   awaitingProxyHeader?: boolean
 
   /**
-   * Destroys a plain HTTP connection the user's handler serves once it is idle
+   * Requests of a plain HTTP connection the user's handler is serving now
    */
-  onIdle?(): void
+  requests?: number
+
+  /**
+   * Destroys a plain HTTP connection the user's handler serves once it has
+   * been idle, between responses, for `requestIdleTimeout`
+   */
+  idle?: ReturnType<typeof setTimeout>
 }
 
 /**
@@ -172,6 +178,7 @@ export class InboundSockets {
       // the deadline ends with the socket, so that nothing of ours outlives it
       onRelease: (socket, record) => {
         clearTimeout(record?.deadline)
+        clearTimeout(record?.idle)
         this.init.countEvent('close')
       }
     })
@@ -450,25 +457,23 @@ export class InboundSockets {
       clearTimeout(record?.deadline)
     }
 
-    // the connection has its own inactivity timeout from here
-    if (record?.onIdle != null && phase !== 'request' && phase !== 'websocket') {
-      socket.setTimeout(0)
-      socket.removeListener('timeout', record.onIdle)
-      record.onIdle = undefined
+    // a kept-alive HTTP connection asking for an upgrade is a WebSocket now
+    if (phase !== 'request') {
+      clearTimeout(record?.idle)
     }
 
     return true
   }
 
   /**
-   * A plain HTTP request arrived on `socket` for the user's handler: its
-   * connection leaves the handshake (and the handshake deadline) for the
-   * `request` phase, where it is bounded by the HTTP server's keep-alive
-   * timeout, `requestIdleTimeout` and the listener's close. False if the
-   * socket is not ours any more
+   * A plain HTTP request arrived for the user's handler: its connection
+   * leaves the handshake (and the handshake deadline) for the `request`
+   * phase. Between responses it may stay idle for `requestIdleTimeout`; the
+   * HTTP server's `keepAliveTimeout` may close it sooner, and the listener's
+   * close terminates it. False if the socket is not ours any more
    */
-  serve (socket: Duplex): boolean {
-    const raw = this.rawSocketOf(socket)
+  serve (req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const raw = this.rawSocketOf(req.socket)
     const record = raw == null ? undefined : this.sockets.dataOf(raw)
 
     if (raw == null || record == null) {
@@ -477,18 +482,24 @@ export class InboundSockets {
 
     if (this.sockets.phaseOf(raw) === 'http') {
       this.advance(raw, 'request')
+    }
+
+    // not while a response is being written, however long it takes
+    clearTimeout(record.idle)
+    record.requests = (record.requests ?? 0) + 1
+
+    res.once('close', () => {
+      record.requests = (record.requests ?? 1) - 1
       const idleTimeout = this.init.requestIdleTimeout ?? 0
 
-      if (idleTimeout > 0) {
-        record.onIdle = () => {
+      if (record.requests === 0 && idleTimeout > 0 && this.sockets.phaseOf(raw) === 'request') {
+        record.idle = setTimeout(() => {
           this.log('HTTP connection idle for %dms, destroying socket', idleTimeout)
           this.init.countEvent('request_idle')
           raw.destroy()
-        }
-        raw.setTimeout(idleTimeout)
-        raw.on('timeout', record.onIdle)
+        }, idleTimeout)
       }
-    }
+    })
 
     return true
   }

@@ -411,7 +411,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
   private httpRequestHandler (req: http.IncomingMessage, res: http.ServerResponse): void {
     this.metrics.events?.increment({ [`${this.addr} http_request`]: true })
 
-    if (this.init.requestHandler != null && this.sockets.serve(req.socket)) {
+    if (this.init.requestHandler != null && this.sockets.serve(req, res)) {
       try {
         this.init.requestHandler(req, res)
       } catch (err) {

@@ -192,23 +192,23 @@ describe('behind a trusted proxy', function () {
     it('X-Forwarded-For from a trusted proxy names the client; X-Forwarded-Proto says /ws or /tls/ws', async () => {
       const listening = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'] })
 
-      expect((await dialWithHeaders(listening, { 'X-Forwarded-For': '192.0.2.20' }))).to.equal('/ip4/192.0.2.20/tcp/0/ws')
-      expect((await dialWithHeaders(listening, { 'X-Forwarded-For': '2001:db8::20', 'X-Forwarded-Proto': 'https' }))).to.equal('/ip6/2001:db8::20/tcp/0/tls/ws')
-      expect((await dialWithHeaders(listening, { 'X-Forwarded-For': 'unknown' }))).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
+      expect(await dialWithHeaders(listening, { 'X-Forwarded-For': '192.0.2.20' })).to.equal('/ip4/192.0.2.20/tcp/0/ws')
+      expect(await dialWithHeaders(listening, { 'X-Forwarded-For': '2001:db8::20', 'X-Forwarded-Proto': 'https' })).to.equal('/ip6/2001:db8::20/tcp/0/tls/ws')
+      expect(await dialWithHeaders(listening, { 'X-Forwarded-For': 'unknown' })).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
       expect(proxiedCount(listening, '127.0.0.1')).to.equal(3)
     })
 
     it('Forwarded from a trusted proxy names the client, its port and its protocol', async () => {
       const listening = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'] })
 
-      expect((await dialWithHeaders(listening, { Forwarded: 'for="[2001:db8::21]:4711";proto=https' }))).to.equal('/ip6/2001:db8::21/tcp/4711/tls/ws')
-      expect((await dialWithHeaders(listening, { Forwarded: 'for=_hidden' }))).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
+      expect(await dialWithHeaders(listening, { Forwarded: 'for="[2001:db8::21]:4711";proto=https' })).to.equal('/ip6/2001:db8::21/tcp/4711/tls/ws')
+      expect(await dialWithHeaders(listening, { Forwarded: 'for=_hidden' })).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
     })
 
     it('the forwarding headers of a client that is not a trusted proxy are ignored', async () => {
       const listening = await listeningNode(nodes, { trustedProxies: ['198.51.100.1'] })
 
-      expect((await dialWithHeaders(listening, { 'X-Forwarded-For': '192.0.2.22', Forwarded: 'for=192.0.2.23' }))).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
+      expect(await dialWithHeaders(listening, { 'X-Forwarded-For': '192.0.2.22', Forwarded: 'for=192.0.2.23' })).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/[1-9]\d*\/ws$/)
       expect(proxiedCount(listening, '127.0.0.1')).to.equal(0)
     })
   })
