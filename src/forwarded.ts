@@ -24,6 +24,38 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const PORT = /^(0|[1-9][0-9]{0,4})$/
 
 /**
+ * A token or a quoted string (unquoted) starting at `start`, and where it
+ * ends; undefined if there is neither
+ */
+function readValue (header: string, start: number): { value: string, end: number } | undefined {
+  let i = start
+
+  if (header[i] !== '"') {
+    while (i < header.length && !',; \t'.includes(header[i])) {
+      i++
+    }
+
+    const value = header.slice(start, i)
+
+    return TOKEN.test(value) ? { value, end: i } : undefined
+  }
+
+  let value = ''
+  i++
+
+  while (i < header.length && header[i] !== '"') {
+    if (header[i] === '\\') {
+      i++
+    }
+
+    value += header[i] ?? ''
+    i++
+  }
+
+  return header[i] === '"' ? { value, end: i + 1 } : undefined
+}
+
+/**
  * Split a header into elements (`,`) of pairs (`;`), outside quoted strings,
  * unquoting values. Undefined if the header does not follow the grammar
  */
@@ -70,41 +102,14 @@ function parseElements (header: string): Array<Map<string, string>> | undefined 
       return
     }
 
-    i = equals + 1
-    let value = ''
+    const value = readValue(header, equals + 1)
 
-    if (header[i] === '"') {
-      i++
-
-      while (i < header.length && header[i] !== '"') {
-        if (header[i] === '\\') {
-          i++
-        }
-
-        value += header[i] ?? ''
-        i++
-      }
-
-      if (header[i] !== '"') {
-        return
-      }
-
-      i++
-    } else {
-      const start = i
-
-      while (i < header.length && header[i] !== ',' && header[i] !== ';' && header[i] !== ' ' && header[i] !== '\t') {
-        i++
-      }
-
-      value = header.slice(start, i)
-
-      if (!TOKEN.test(value)) {
-        return
-      }
+    if (value == null) {
+      return
     }
 
-    element.set(name, value)
+    i = value.end
+    element.set(name, value.value)
     skipSpace()
 
     if (i < header.length && header[i] !== ',' && header[i] !== ';') {

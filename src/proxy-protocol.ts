@@ -151,7 +151,7 @@ function readV1 (data: Buffer): { header: ProxyHeader, length: number } | undefi
   }
 
   const [, family, source, destination, sourcePort, destinationPort] = fields
-  const isFamily = family === 'TCP4' ? isIPv4 : family === 'TCP6' ? isIPv6 : undefined
+  const isFamily = ({ TCP4: isIPv4, TCP6: isIPv6 } as Record<string, (input: string) => boolean>)[family]
 
   if (isFamily == null) {
     throw new ProxyHeaderError('family', 'PROXY v1 header with an unknown protocol family')

@@ -24,17 +24,13 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 describe('behind a trusted proxy', function () {
   this.timeout(30_000)
 
-  let nodes: Libp2p[]
-  let relays: ProxyRelay[]
-
-  beforeEach(() => {
-    nodes = []
-    relays = []
-  })
+  // the same arrays throughout, as the tests made in loops read them
+  const nodes: Libp2p[] = []
+  const relays: ProxyRelay[] = []
 
   afterEach(async () => {
-    await Promise.all(relays.map(async relay => relay.close()))
-    await withDeadline(stop(...nodes), 10_000, 'stopping the nodes')
+    await Promise.all(relays.splice(0).map(async relay => relay.close()))
+    await withDeadline(stop(...nodes.splice(0)), 10_000, 'stopping the nodes')
   })
 
   failOnProcessErrors()
