@@ -5,12 +5,15 @@ import { echo } from '../toolbox/echo.ts'
 import { rawClient } from '../toolbox/raw-client.ts'
 import { closeCodeOf, responseHeadLength } from '../toolbox/raw-websocket.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
-import { frameBytes, mutateBytes, splitBytes, upgradeRequestBytes } from './fixtures/fuzz-inputs.ts'
+import { frameBytes, mutateBytes, proxyHeaderBytes, splitBytes, upgradeRequestBytes } from './fixtures/fuzz-inputs.ts'
 import { totalOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
 import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { caseSeed, prng } from './fixtures/prng.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
+import { proxyV1 } from './fixtures/proxy-headers.ts'
+import { proxyRelay } from './fixtures/proxy-relay.ts'
+import type { Prng } from './fixtures/prng.ts'
 import type { RawClient } from '../toolbox/raw-client.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -22,6 +25,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 const SEED = Number(process.env.FUZZ_SEED ?? 0x11b2d)
 const FIRST = Number(process.env.FUZZ_FIRST ?? 0)
 const CASES = Number(process.env.FUZZ_CASES ?? 4_000)
+const PROXY_CASES = Number(process.env.FUZZ_PROXY_CASES ?? 1_500)
 const CONCURRENCY = 48
 
 const HANDSHAKE_TIMEOUT = 500
@@ -47,15 +51,20 @@ async function tick (): Promise<void> {
  * Play the case: garbage, or an upgrade request followed, if the server
  * upgrades, by frames; then leave in one of several ways
  */
-async function play (index: number, ma: Multiaddr, clients: Set<RawClient>): Promise<Outcome> {
+async function play (index: number, ma: Multiaddr, clients: Set<RawClient>, prefix?: (rng: Prng) => Buffer): Promise<Outcome> {
   const rng = prng(caseSeed(SEED, index))
   const client = await rawClient(ma, { allowHalfOpen: rng.chance(0.1) })
   clients.add(client)
 
   try {
-    const request = rng.chance(0.08)
+    let request = rng.chance(0.08)
       ? Buffer.from(rng.bytes(1 + rng.int(600)))
       : upgradeRequestBytes(rng, '127.0.0.1')
+
+    // drawn after the request, so that the cases without one replay as before
+    if (prefix != null) {
+      request = Buffer.concat([prefix(rng), request])
+    }
 
     for (const piece of splitBytes(rng, request)) {
       client.write(piece)
@@ -178,5 +187,60 @@ describe('fuzzing the listener', function () {
     const input = new Uint8Array(randomBytes(256 * 1024))
     const output = await echo(dialer, ma, input, { signal: AbortSignal.timeout(10_000) })
     expect(output).to.equalBytes(input)
+  })
+
+  it(`survives ${PROXY_CASES} mutated PROXY headers from a trusted proxy before mutated upgrade requests (seed ${SEED}), leaks nothing and still serves a real peer`, async () => {
+    const { node, listener, metrics, ma } = await listeningNode(nodes, {
+      handshakeTimeout: HANDSHAKE_TIMEOUT,
+      closeTimeout: 500,
+      trustedProxies: ['127.0.0.1'],
+      proxyProtocol: true
+    }, false, {
+      maxIncomingPendingConnections: 1_000,
+      inboundConnectionThreshold: 100_000,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
+    })
+
+    const outcomes: Outcome[] = []
+    const failures: string[] = []
+    let next = FIRST
+
+    await withDeadline(Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < FIRST + PROXY_CASES) {
+        const index = next++
+
+        try {
+          outcomes.push(await play(index, ma, clients, proxyHeaderBytes))
+        } catch (err: any) {
+          failures.push(`case ${index}: ${err.message}`)
+        }
+      }
+    })), 45_000, 'every case being played')
+
+    expect(failures, `seed ${SEED}`).to.be.empty()
+    expect(outcomes).to.have.lengthOf(PROXY_CASES)
+    await until(() => totalOf(listener.socketCounts()) === 0, 10_000, 'the listener releasing every socket')
+    expect(node.getConnections()).to.be.empty()
+
+    // valid headers led to upgrades, invalid ones were refused
+    if (PROXY_CASES >= 1_000) {
+      expect(outcomes.filter(o => o.upgraded).length).to.be.above(PROXY_CASES / 20)
+      expect(listenerEventCount(metrics, 'proxy_malformed')).to.be.above(0)
+      expect(listenerEventCount(metrics, 'proxy_oversized')).to.be.above(0)
+      expect(listenerEventCount(metrics, 'proxy_version')).to.be.above(0)
+      expect(listenerEventCount(metrics, 'proxy_family')).to.be.above(0)
+    }
+
+    // and a real peer through the proxy still gets through
+    const dialer = await dialerNode(nodes)
+    const relay = await proxyRelay(ma, proxyV1('192.0.2.1', 1))
+
+    try {
+      const input = new Uint8Array(randomBytes(64 * 1024))
+      const output = await echo(dialer, relay.ma, input, { signal: AbortSignal.timeout(10_000) })
+      expect(output).to.equalBytes(input)
+    } finally {
+      await relay.close()
+    }
   })
 })
