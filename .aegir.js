@@ -13,6 +13,7 @@ export default {
       'test/**/*.ts',
       'benchmarks/**/*.ts',
       'demo/**/*.ts',
+      'examples/**/*.ts',
       'reproductions/**/*.ts',
       'toolbox/**/*.ts'
     ]
