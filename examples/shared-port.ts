@@ -2,8 +2,7 @@
  * One port for an HTTP app and libp2p: the app's own `http.Server` listens,
  * and the transport takes only its WebSocket upgrade requests.
  *
- *   node examples/shared-port.ts [port]
- *
+ * Run `node examples/shared-port.ts [port]`,
  * then `curl http://127.0.0.1:<port>/health`, and dial the printed multiaddr
  * with any libp2p peer. Ctrl-C stops the node (closing every libp2p
  * connection) and then the app.
@@ -40,8 +39,8 @@ const node = await createLibp2p({
 })
 
 const address = app.address()
-console.log(`app: http://127.0.0.1:${typeof address === 'object' && address != null ? address.port : port}/health`)
-node.getMultiaddrs().forEach(ma => { console.log(`libp2p: ${ma.toString()}`) })
+process.stdout.write(`app: http://127.0.0.1:${typeof address === 'object' && address != null ? address.port : port}/health\n`)
+node.getMultiaddrs().forEach(ma => { process.stdout.write(`libp2p: ${ma.toString()}\n`) })
 
 process.once('SIGINT', () => {
   void (async () => {

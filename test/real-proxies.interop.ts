@@ -5,7 +5,7 @@ import { expect } from 'aegir/chai'
 import { echo } from '../toolbox/echo.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
 import { dialerNode, listeningNode } from './fixtures/nodes.ts'
-import { freePort, INSTALL_HINT, missingBinaries, runProxy } from './fixtures/real-proxy.ts'
+import { freePort, INSTALL_HINT, missingBinaries, nginxHasStream, runProxy } from './fixtures/real-proxy.ts'
 import type { ListeningNode } from './fixtures/nodes.ts'
 import type { RealProxy } from './fixtures/real-proxy.ts'
 import type { Libp2p } from '@libp2p/interface'
@@ -22,8 +22,8 @@ describe('behind real proxies: HAProxy and nginx', function () {
 
   const nodes: Libp2p[] = []
   const proxies: RealProxy[] = []
-  let proxyProtocolNode: ListeningNode
-  let forwardedNode: ListeningNode
+  // set once, before the tests, which are made in a loop
+  const listening: { proxyProtocol?: ListeningNode, forwarded?: ListeningNode } = {}
   const ports: Record<'haproxyV1' | 'haproxyV2' | 'nginxStream' | 'nginxHttp', number> = { haproxyV1: 0, haproxyV2: 0, nginxStream: 0, nginxHttp: 0 }
 
   before(async () => {
@@ -33,8 +33,12 @@ describe('behind real proxies: HAProxy and nginx', function () {
       throw new Error(`npm run test:proxies needs ${missing.join(' and ')}, which cannot be run here. Install them with: ${INSTALL_HINT}`)
     }
 
-    proxyProtocolNode = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'], proxyProtocol: true })
-    forwardedNode = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'] })
+    if (!nginxHasStream(STREAM_MODULE)) {
+      throw new Error(`npm run test:proxies needs nginx's stream module, which is not installed. Install it with: ${INSTALL_HINT}`)
+    }
+
+    const proxyProtocolNode = listening.proxyProtocol = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'], proxyProtocol: true })
+    const forwardedNode = listening.forwarded = await listeningNode(nodes, { trustedProxies: ['127.0.0.1'] })
 
     for (const name of Object.keys(ports) as Array<keyof typeof ports>) {
       ports[name] = await freePort()
@@ -124,15 +128,19 @@ http {
    * Dial `node` through the proxy on `port` from a fresh peer, exchange some
    * data, and return the remote address the node sees, without the peer id
    */
-  async function dialThrough (listening: ListeningNode, port: number, websocket: Record<string, unknown> = {}): Promise<string> {
+  async function dialThrough (node: ListeningNode | undefined, port: number, websocket: Record<string, unknown> = {}): Promise<string> {
+    if (node == null) {
+      throw new Error('the nodes did not start')
+    }
+
     const dialer = await dialerNode(nodes, { websocket })
-    const ma = multiaddr(`/ip4/127.0.0.1/tcp/${port}/ws/p2p/${listening.node.peerId.toString()}`)
+    const ma = multiaddr(`/ip4/127.0.0.1/tcp/${port}/ws/p2p/${node.node.peerId.toString()}`)
     const input = new Uint8Array(32 * 1024).fill(5)
 
     expect(await echo(dialer, ma, input, { signal: AbortSignal.timeout(10_000) })).to.equalBytes(input)
-    await until(() => listening.node.getConnections(dialer.peerId).length > 0, 5_000, 'the inbound connection')
+    await until(() => node.node.getConnections(dialer.peerId).length > 0, 5_000, 'the inbound connection')
 
-    return listening.node.getConnections(dialer.peerId)[0].remoteAddr.toString().replace(/\/p2p\/[^/]+$/, '')
+    return node.node.getConnections(dialer.peerId)[0].remoteAddr.toString().replace(/\/p2p\/[^/]+$/, '')
   }
 
   for (const [name, port] of [['HAProxy send-proxy', 'haproxyV1'], ['HAProxy send-proxy-v2', 'haproxyV2'], ['nginx stream proxy_protocol', 'nginxStream']] as const) {
@@ -141,16 +149,16 @@ http {
       // on loopback: fix it, so that the PROXY header must have carried it
       const localPort = await freePort()
 
-      expect(await dialThrough(proxyProtocolNode, ports[port], { localAddress: '127.0.0.1', localPort })).to.equal(`/ip4/127.0.0.1/tcp/${localPort}/ws`)
+      expect(await dialThrough(listening.proxyProtocol, ports[port], { localAddress: '127.0.0.1', localPort })).to.equal(`/ip4/127.0.0.1/tcp/${localPort}/ws`)
     })
   }
 
   it('nginx http with X-Forwarded-For and a WebSocket upgrade: the node sees the forwarded client', async () => {
     // nginx appends the dialer's address, 127.0.0.1, itself trusted: the
     // client is the address the dialer's own request named before it
-    expect(await dialThrough(forwardedNode, ports.nginxHttp, { headers: { 'X-Forwarded-For': '192.0.2.61' } })).to.equal('/ip4/192.0.2.61/tcp/0/ws')
+    expect(await dialThrough(listening.forwarded, ports.nginxHttp, { headers: { 'X-Forwarded-For': '192.0.2.61' } })).to.equal('/ip4/192.0.2.61/tcp/0/ws')
 
     // and with no header of the dialer's, the address nginx saw
-    expect(await dialThrough(forwardedNode, ports.nginxHttp)).to.equal('/ip4/127.0.0.1/tcp/0/ws')
+    expect(await dialThrough(listening.forwarded, ports.nginxHttp)).to.equal('/ip4/127.0.0.1/tcp/0/ws')
   })
 })
