@@ -86,6 +86,15 @@ describe('behind a trusted proxy', function () {
       })
     }
 
+    it('a PROXY header before a TLS handshake: the client\'s address on a /tls/ws listener', async () => {
+      const listening = await listeningNode(nodes, PROXY, true)
+      const dialer = await dialerNode(nodes)
+
+      await dialer.dial(await relay(listening, proxyV2({ source: '192.0.2.11', sourcePort: 4_001 })), { signal: AbortSignal.timeout(10_000) })
+
+      expect(await inboundFrom(listening, dialer)).to.equal('/ip4/192.0.2.11/tcp/4001/tls/ws')
+    })
+
     it('a v2 LOCAL header (a health check) keeps the proxy\'s address', async () => {
       const listening = await listeningNode(nodes, PROXY)
       const dialer = await dialerNode(nodes)
