@@ -36,6 +36,7 @@ export default {
     productionIgnorePatterns: [
       '/benchmarks',
       '/demo',
+      '/examples',
       '/reproductions',
       '/dist',
       '/test',

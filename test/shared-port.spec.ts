@@ -196,6 +196,22 @@ describe('one port for libp2p and HTTP', function () {
       expect(requestSockets[1]).to.equal(requestSockets[0])
     })
 
+    it('takes the upgrades of an https.Server as /tls/ws', async () => {
+      const server = https.createServer(certificate, (req, res) => { res.end('secure app') })
+      servers.push(server)
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+      const node = await createNode({ listen: ['/ip4/127.0.0.1/tcp/0/tls/ws'], init: { server } })
+      nodes.push(node)
+
+      const ma = node.getMultiaddrs()[0]
+      expect(ma.toString()).to.include(`/tcp/${(server.address() as AddressInfo).port}/tls/ws/p2p/`)
+
+      const dialer = await dialerNode(nodes)
+      await dialer.dial(ma, { signal: AbortSignal.timeout(10_000) })
+      await until(() => node.getConnections(dialer.peerId).length > 0, 5_000, 'the inbound connection')
+      expect(node.getConnections(dialer.peerId)[0].remoteAddr.toString()).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/tls\/ws\//)
+    })
+
     it('with upgradePath, leaves the other upgrade requests to the server\'s other listeners', async () => {
       const { server, port } = await userServer()
       server.on('upgrade', (req, socket) => {
