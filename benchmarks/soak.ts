@@ -241,17 +241,28 @@ interface Growth {
    * Least-squares growth per 10k lifecycles after the warm-up
    */
   per10k: number | null
+
+  /**
+   * The same over the second half of the run only: what still settles after
+   * the warm-up (pools, caches) shows in the first figure, a leak in both
+   */
+  per10kLate: number | null
 }
 
 function growth (samples: Sample[], metric: Metric): Growth {
   const after = samples.filter(s => s.phase !== 'start')
-  const per = slope(after.map(s => s.lifecycles), after.map(s => s[metric]))
+  const late = after.slice(Math.floor(after.length / 2))
+  const per10k = (some: Sample[]): number | null => {
+    const per = slope(some.map(s => s.lifecycles), some.map(s => s[metric]))
+    return per == null ? null : per * 10_000
+  }
 
   return {
     atWarmup: after[0][metric],
     atEnd: after[after.length - 1][metric],
     max: Math.max(...after.map(s => s[metric])),
-    per10k: per == null ? null : per * 10_000
+    per10k: per10k(after),
+    per10kLate: per10k(late)
   }
 }
 
@@ -313,7 +324,10 @@ function report (runs: TransportRun[]): string[] {
       const g = growth(r.samples, metric)
       return `${unit(g.atWarmup)} → ${unit(g.atEnd)} (max ${unit(g.max)})`
     })])
-    rows.push([`${label}: growth per 10k`, runs.map(r => fmt(growth(r.samples, metric).per10k, unit))])
+    rows.push([`${label}: growth per 10k (second half)`, runs.map(r => {
+      const g = growth(r.samples, metric)
+      return `${fmt(g.per10k, unit)} (${fmt(g.per10kLate, unit)})`
+    })])
   }
 
   rows.push(['listener sockets tracked at rest', runs.map(r => r.samples.some(s => s.sockets != null) ? `max ${Math.max(...r.samples.map(s => total(s.sockets)))}` : 'n/a (no registry)')])
