@@ -354,7 +354,7 @@ const linkBack: Scenario<LinkBackResult> = {
   }),
   rows: [
     ['connection closed after the cut', r => r.closeMs != null ? `${ms(r.closeMs)} (${r.reason})` : `not within ${ms(NOTICE_WINDOW_MS)}`],
-    ['socket freed after the cut', r => ms(r.freedMs)],
+    ['socket freed after the cut', r => r.freedMs != null ? ms(r.freedMs) : `not within ${ms(NOTICE_WINDOW_MS)}`],
     ['kernel keeps while the link is down', r => r.keptWhileDown.length === 0 ? 'nothing' : r.keptWhileDown.join(', ')],
     ['peer learns after the link is back', r => r.peerNoticedMs != null ? `${ms(r.peerNoticedMs)} (${r.peerReason})` : 'not within 15 s'],
     ['peer dials again and pings', r => r.reconnectMs != null ? ms(r.reconnectMs) : `failed: ${r.reconnectError}`],
