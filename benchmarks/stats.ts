@@ -28,3 +28,26 @@ export function ratio (a: number | null, b: number | null): number | null {
 
   return a / b
 }
+
+/**
+ * The least-squares slope of `y` over `x`: growth per unit of `x`, steadier
+ * than last minus first when samples are noisy (heap after GC)
+ */
+export function slope (x: number[], y: number[]): number | null {
+  if (x.length < 2 || x.length !== y.length) {
+    return null
+  }
+
+  const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / values.length
+  const mx = mean(x)
+  const my = mean(y)
+  let covariance = 0
+  let variance = 0
+
+  for (let i = 0; i < x.length; i++) {
+    covariance += (x[i] - mx) * (y[i] - my)
+    variance += (x[i] - mx) ** 2
+  }
+
+  return variance === 0 ? null : covariance / variance
+}

@@ -55,6 +55,15 @@ export interface ChildOptions {
    * @default true
    */
   ownGroup?: boolean
+
+  /**
+   * Run the child in this network namespace (`ip netns exec`, which needs
+   * root): its sockets see only that namespace's links and addresses. The
+   * IPC channel is a file descriptor, so it crosses into the namespace
+   *
+   * @default the parent's namespace
+   */
+  netns?: string
 }
 
 export interface ChildExit {
@@ -101,10 +110,14 @@ export class Child {
     this.tail = ''
     this.killed = false
     this.calls = 0
+    const execArgv = [...process.execArgv, ...options.execArgv ?? []]
     this.process = fork(script, args, {
       detached: this.ownGroup,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: [...process.execArgv, ...options.execArgv ?? []],
+      // `ip netns exec` execs Node.js in its place: same pid, same group
+      ...(options.netns == null
+        ? { execArgv }
+        : { execPath: 'ip', execArgv: ['netns', 'exec', options.netns, process.execPath, ...execArgv] }),
       env: { ...process.env, ...options.env }
     })
     live.add(this)

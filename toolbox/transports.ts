@@ -26,8 +26,9 @@ export interface TransportInfo {
 
   /**
    * The transport, with `init` where it takes options (upstream takes
-   * `maxBufferedAmount` as ours does). Imported on first use, so that a child
-   * process does not load the other two
+   * `maxBufferedAmount` as ours does, tcp the two inactivity timeouts).
+   * Imported on first use, so that a child process does not load the other
+   * two
    */
   load(init?: WebSocketsInit): Promise<(components: any) => Transport>
 }
@@ -49,7 +50,11 @@ export const TRANSPORTS: Record<TransportId, TransportInfo> = {
     name: '@libp2p/tcp',
     listen: '/ip4/127.0.0.1/tcp/0',
     suffix: '',
-    load: async () => (await import('@libp2p/tcp')).tcp()
+    // the inactivity timeouts are named alike in both packages
+    load: async (init) => (await import('@libp2p/tcp')).tcp({
+      inboundSocketInactivityTimeout: init?.inboundSocketInactivityTimeout,
+      outboundSocketInactivityTimeout: init?.outboundSocketInactivityTimeout
+    })
   }
 }
 
