@@ -2,14 +2,17 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import { AlreadyStartedError, ListenError } from '@libp2p/interface'
-import { getNetConfig, getThinWaistAddresses, ipPortToMultiaddr as toMultiaddr } from '@libp2p/utils'
+import { getNetConfig, getThinWaistAddresses } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { TypedEventEmitter } from 'main-event'
+import { AttachedServer } from './attached-server.ts'
+import { TrustedProxies } from './client-address.ts'
 import { REQUEST_IDLE_TIMEOUT } from './constants.ts'
+import { InboundConnections } from './inbound-connections.ts'
 import { InboundSockets } from './inbound-sockets.ts'
-import { applySocketOptions, closeServer, dropOnProtocolError, listenOn, socketOptions } from './utils.ts'
-import { webSocketToMaConn } from './websocket-to-conn.ts'
+import { closeServer, listenOn, socketOptions } from './utils.ts'
+import { WebSocketUpgrades } from './websocket-upgrades.ts'
 import type { ClientAddress } from './client-address.ts'
 import type { InboundPhase } from './inbound-sockets.ts'
 import type { WebSocketsSocketOptions } from './utils.ts'
@@ -17,15 +20,7 @@ import type { WebSocketMultiaddrConnectionInit } from './websocket-to-conn.ts'
 import type { ComponentLogger, Logger, Listener, ListenerEvents, CreateListenerOptions, CounterGroup, MetricGroup, Metrics, TLSCertificate, Libp2pEvents } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { TypedEventTarget } from 'main-event'
-import type { Duplex } from 'node:stream'
-import type tls from 'node:tls'
 import type { WebSocket } from 'ws'
-
-/**
- * The user's servers a listener is attached to: one listener each, or every
- * upgrade would be taken twice
- */
-const attached = new WeakSet<http.Server>()
 
 export interface WebSocketListenerComponents {
   logger: ComponentLogger
@@ -76,6 +71,9 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
   private readonly server: net.Server
   private readonly metrics: WebSocketListenerMetrics
   private readonly sockets: InboundSockets
+  private readonly upgrades: WebSocketUpgrades
+  private readonly connections: InboundConnections
+  private attached?: AttachedServer
   private http?: http.Server
   private https?: https.Server
   private addr?: string
@@ -93,16 +91,24 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.httpRequestHandler = this.httpRequestHandler.bind(this)
     this.onCertificateProvision = this.onCertificateProvision.bind(this)
     this.onCertificateRenew = this.onCertificateRenew.bind(this)
-    this.onAttachedUpgrade = this.onAttachedUpgrade.bind(this)
 
-    this.sockets = new InboundSockets({
-      ...init,
+    const inbound = {
       log: this.log,
       metrics: components.metrics,
-      requestIdleTimeout: init.connection?.inactivityTimeout ?? REQUEST_IDLE_TIMEOUT,
+      trustedProxies: new TrustedProxies(init.trustedProxies),
       address: () => this.addr,
-      countEvent: event => { this.metrics.events?.increment({ [`${this.addr} ${event}`]: true }) },
-      serverFor: protocol => protocol === 'tls' ? this.https : this.http,
+      countEvent: (event: string) => { this.metrics.events?.increment({ [`${this.addr} ${event}`]: true }) }
+    }
+    this.sockets = new InboundSockets({
+      ...init,
+      ...inbound,
+      requestIdleTimeout: init.connection?.inactivityTimeout ?? REQUEST_IDLE_TIMEOUT,
+      serverFor: protocol => protocol === 'tls' ? this.https : this.http
+    })
+    this.upgrades = new WebSocketUpgrades({
+      ...init,
+      ...inbound,
+      sockets: this.sockets,
       onWebSocket: this.onWsServerConnection.bind(this)
     })
 
@@ -120,6 +126,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
         help: 'Total count of WebSocket listener events by type'
       })
     }
+
+    this.connections = new InboundConnections({ ...init, ...inbound, logger: components.logger, sockets: this.sockets, metrics: this.metrics })
 
     this.server = net.createServer({ pauseOnConnect: true, ...socketOptions(init.listenOpts) }, (socket) => {
       this.onSocketConnection(socket)
@@ -147,47 +155,17 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.sockets.accept(socket)
   }
 
+  /**
+   * Take a WebSocket whose upgrade is complete to a libp2p connection
+   */
   onWsServerConnection (websocket: WebSocket, req: http.IncomingMessage, raw: net.Socket, client: ClientAddress): void {
-    const controller = new AbortController()
-
-    // the socket may have closed, or the listener begun to close, while `ws`
-    // completed the upgrade
-    if (raw.destroyed || this.status !== 'listening' || !this.sockets.advance(raw, 'upgrading', () => { controller.abort() })) {
+    // the listener may have begun to close while `ws` completed the upgrade
+    if (this.status !== 'listening') {
       websocket.terminate()
       return
     }
 
-    // the HTTPS server hands us the TLS socket wrapping the one we accepted
-    const socket = req.socket as net.Socket
-    dropOnProtocolError(websocket, socket)
-    // behind a proxy that terminates TLS, what the client used is what the
-    // proxy said it used
-    const protocol = (client.secure ?? (socket as tls.TLSSocket).encrypted === true) ? '/tls/ws' : '/ws'
-    applySocketOptions(socket, this.init.listenOpts)
-
-    const maConn = webSocketToMaConn({
-      log: this.components.logger.forComponent('libp2p:websockets:connection'),
-      ...this.init.connection,
-      websocket,
-      socket,
-      remoteAddr: toMultiaddr(client.host, client.port).encapsulate(protocol),
-      metrics: this.metrics.events,
-      metricPrefix: `${this.addr} `,
-      direction: 'inbound'
-    })
-
-    this.log('new inbound connection %s from %s:%d', maConn.remoteAddr, raw.remoteAddress, raw.remotePort)
-
-    this.init.upgrader.upgradeInbound(maConn, {
-      signal: controller.signal
-    })
-      .then(() => {
-        this.sockets.advance(raw, 'open')
-      }, (err) => {
-        this.log.error('inbound connection failed to upgrade - %e', err)
-        this.metrics.errors?.increment({ [`${this.addr} inbound_upgrade`]: true })
-        maConn.abort(err)
-      })
+    this.connections.upgrade(websocket, req, raw, client)
   }
 
   /**
@@ -215,7 +193,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.status = 'starting'
     const config = getNetConfig(ma)
     this.addr = `${config.host}:${config.port}`
-    this.http = WebSockets.exactMatch(ma) ? this.sockets.watch(http.createServer(this.init.http ?? {}, this.httpRequestHandler)) : undefined
+    this.http = WebSockets.exactMatch(ma) ? this.upgrades.watch(http.createServer(this.init.http ?? {}, this.httpRequestHandler)) : undefined
     this.https = WebSocketsSecure.exactMatch(ma) ? this.createHttpsServer() : undefined
 
     try {
@@ -255,54 +233,30 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
   /**
    * Take the WebSocket upgrade requests of the user's server, which listens
-   * already, instead of listening ourselves. Its other requests and
-   * connections stay the user's
+   * already, instead of listening ourselves
    */
   private attach (ma: Multiaddr, server: http.Server | https.Server): void {
-    const address = server.address()
-    const secure = 'setSecureContext' in server
-
-    if (!server.listening || address == null || typeof address === 'string') {
-      throw new ListenError('The server to attach to must listen on a TCP port already')
-    }
-
-    if (secure ? !WebSocketsSecure.exactMatch(ma) : !WebSockets.exactMatch(ma)) {
-      throw new ListenError(`The server to attach to serves ${secure ? '/tls/ws' : '/ws'}, not ${ma.toString()}`)
-    }
-
-    if (attached.has(server)) {
-      throw new ListenError('Another listener is attached to this server already: listen on one address only')
-    }
-
-    attached.add(server)
-    server.on('upgrade', this.onAttachedUpgrade)
-    this.addr = `${address.address}:${address.port}`
-    this.listeningMultiaddr = toMultiaddr(address.address, address.port).encapsulate(secure ? '/tls/ws' : '/ws')
+    this.attached = new AttachedServer(server, ma, {
+      upgradePath: this.init.upgradePath,
+      onUpgrade: (req, socket, head) => {
+        if (this.status === 'listening') {
+          this.metrics.events?.increment({ [`${this.addr} connection`]: true })
+          this.upgrades.adopt(req, socket, head)
+        }
+      }
+    })
+    this.addr = this.attached.addr
     this.status = 'listening'
     this.metrics.status?.update({ [this.addr]: 1 })
     this.log('attached to the server on %s', this.addr)
     this.safeDispatchEvent('listening')
   }
 
-  private onAttachedUpgrade (req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.status !== 'listening') {
-      return
-    }
-
-    if (this.init.upgradePath != null && new URL(req.url ?? '/', 'http://localhost').pathname !== this.init.upgradePath) {
-      // another upgrade handler of the user's may take it
-      return
-    }
-
-    this.metrics.events?.increment({ [`${this.addr} connection`]: true })
-    this.sockets.adopt(req, socket, head)
-  }
-
   /**
    * The HTTP(S) servers never listen: they are handed the sockets we accept
    */
   private createHttpsServer (certificate?: TLSCertificate): https.Server {
-    return this.sockets.watch(https.createServer({ ...(this.init.https ?? this.init.http), ...certificate }, this.httpRequestHandler))
+    return this.upgrades.watch(https.createServer({ ...(this.init.https ?? this.init.http), ...certificate }, this.httpRequestHandler))
   }
 
   onCertificateProvision (event: CustomEvent<TLSCertificate>): void {
@@ -342,11 +296,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     const serverClosed = closeServer(this.server)
 
-    if (this.init.server != null) {
-      this.init.server.removeListener('upgrade', this.onAttachedUpgrade)
-      attached.delete(this.init.server)
-    }
-
+    this.attached?.detach()
     this.http?.close()
     this.https?.close()
 
@@ -355,6 +305,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.http?.closeAllConnections()
     this.https?.closeAllConnections()
 
+    this.upgrades.close()
     await Promise.all([serverClosed, this.sockets.terminateAll()])
 
     if (this.addr != null) {
@@ -367,8 +318,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
   }
 
   getAddrs (): Multiaddr[] {
-    if (this.init.server != null) {
-      return this.attachedAddrs()
+    if (this.attached != null) {
+      return this.status === 'listening' ? this.attached.getAddrs() : []
     }
 
     const address = this.server.address()
@@ -387,21 +338,6 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       ...(this.http == null ? [] : addrs.map(ma => ma.encapsulate('/ws'))),
       ...(this.https == null ? [] : addrs.map(ma => ma.encapsulate('/tls/ws')))
     ]
-  }
-
-  /**
-   * The attached server's address, each interface's if it listens on all
-   */
-  private attachedAddrs (): Multiaddr[] {
-    const address = this.init.server?.address()
-
-    if (this.status !== 'listening' || this.listeningMultiaddr == null || address == null || typeof address === 'string') {
-      return []
-    }
-
-    const protocol = this.listeningMultiaddr.toString().endsWith('/tls/ws') ? '/tls/ws' : '/ws'
-
-    return getThinWaistAddresses(this.listeningMultiaddr.decapsulate(protocol), address.port).map(ma => ma.encapsulate(protocol))
   }
 
   updateAnnounceAddrs (): void {

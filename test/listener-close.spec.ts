@@ -95,7 +95,7 @@ describe('listener.close()', () => {
 
     // every long-lived emitter the listener owns or listens to
     const internals = listener as any
-    const emitters = [internals.server, internals.http, internals.sockets.wsServer]
+    const emitters = [internals.server, internals.http, internals.upgrades.wsServer]
     const listenerTotal = (): number =>
       emitters.reduce((total, emitter) => total + emitter.eventNames().reduce((sum: number, name: string) => sum + emitter.listenerCount(name), 0), 0) +
       bare.events.listenerCount('certificate:provision') + bare.events.listenerCount('certificate:renew')
