@@ -70,6 +70,25 @@ export function terminateWebSocket (websocket: WebSocketLike): void {
 }
 
 /**
+ * End a TCP connection with an RST, as `@libp2p/tcp` does on abort: the
+ * kernel then drops whatever is still unsent, where a FIN would have it keep
+ * that (up to the send buffer, megabytes) for minutes, retrying towards a peer
+ * that may have vanished. A TLS socket's handle wraps the TCP one and cannot
+ * be reset: it is destroyed
+ */
+export function resetSocket (socket: Socket): void {
+  if (socket.destroyed) {
+    return
+  }
+
+  try {
+    socket.resetAndDestroy()
+  } catch {
+    socket.destroy()
+  }
+}
+
+/**
  * `ws` answers a peer's protocol violation (a bad frame, an oversize message)
  * with a close code and an 'error' event, then reads on, discarding whatever
  * the peer sends, until its close timeout: a 64 MiB message announced in a

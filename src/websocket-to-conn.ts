@@ -2,7 +2,7 @@ import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
 import { allocUnsafe } from 'uint8arrays/alloc'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
-import { terminateWebSocket } from './utils.ts'
+import { resetSocket, terminateWebSocket } from './utils.ts'
 import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
 import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
 import type { Socket } from 'node:net'
@@ -199,6 +199,11 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
 
   sendReset (): void {
     this.stopPolling()
+
+    if (this.socket != null) {
+      resetSocket(this.socket)
+    }
+
     terminateWebSocket(this.websocket)
   }
 

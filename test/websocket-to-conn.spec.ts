@@ -5,6 +5,7 @@ import { pEvent } from 'p-event'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { WebSocket, WebSocketServer } from 'ws'
 import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
+import { namespaceTcpSockets } from '../toolbox/tcp-table.ts'
 import { withDeadline } from './fixtures/deadline.ts'
 import { muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
@@ -134,6 +135,32 @@ describe('a connection over a WebSocket', () => {
     expect(await withDeadline(remoteClose, 1_000, 'the peer seeing the reset')).to.equal(1006)
     expect(socket.destroyed).to.be.true()
     expect(maConn.status).to.equal('aborted')
+  })
+
+  it('reset leaves the kernel nothing to send to a peer that stopped reading', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    // the peer stops reading: what we write piles up in the kernel's buffers
+    ;(remote as any)._socket.pause()
+    const maConn = toMaConn(websocket, socket)
+    const local = `${socket.localAddress}:${socket.localPort}`
+    const chunk = new Uint8Array(64 * 1024)
+
+    // until the kernel takes no more, with a bound far above its buffers
+    for (let sent = 0; socket.writableLength === 0 && sent < 256 * 1024 * 1024; sent += chunk.byteLength) {
+      websocket.send(chunk)
+    }
+
+    expect(socket.writableLength).to.be.above(0)
+    expect(namespaceTcpSockets().find(entry => entry.local === local)?.sendQueue).to.be.above(0)
+
+    const closed = pEvent(socket, 'close')
+    maConn.abort(new Error('reset by test'))
+    await withDeadline(closed, 1_000, 'the socket closing')
+
+    // a FIN would leave an orphan in FIN_WAIT1 holding megabytes, retried
+    // for minutes towards a peer that may be gone; an RST leaves nothing
+    expect(namespaceTcpSockets().filter(entry => entry.local === local && entry.sendQueue > 0)).to.be.empty()
   })
 
   it('a peer reset ends the connection as reset', async () => {
