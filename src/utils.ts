@@ -81,6 +81,13 @@ export function resetSocket (socket: Socket): void {
     return
   }
 
+  // once the socket has begun to end (our FIN, or Node.js answering the
+  // peer's), libuv refuses the RST, and the socket would then never close
+  if (socket.writableEnded) {
+    socket.destroy()
+    return
+  }
+
   try {
     socket.resetAndDestroy()
   } catch {
