@@ -6,7 +6,7 @@ export default {
     bundlesizeMax: '22KB'
   },
   lint: {
-    // aegir's defaults name no demo, reproductions or toolbox
+    // aegir's defaults name no demo, reproductions, toolbox or upstream
     files: [
       '*.{js,ts}',
       'src/**/*.ts',
@@ -14,7 +14,8 @@ export default {
       'benchmarks/**/*.ts',
       'demo/**/*.ts',
       'reproductions/**/*.ts',
-      'toolbox/**/*.ts'
+      'toolbox/**/*.ts',
+      'upstream/**/*.ts'
     ]
   },
   test: {
@@ -39,6 +40,7 @@ export default {
       '/dist',
       '/test',
       '/toolbox',
+      '/upstream',
       '.aegir.js'
     ]
   }
