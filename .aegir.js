@@ -6,7 +6,7 @@ export default {
     bundlesizeMax: '22KB'
   },
   lint: {
-    // aegir's defaults name no demo, reproductions or toolbox
+    // aegir's defaults name no demo, reproductions, toolbox or upstream
     files: [
       '*.{js,ts}',
       'src/**/*.ts',
@@ -15,7 +15,8 @@ export default {
       'demo/**/*.ts',
       'examples/**/*.ts',
       'reproductions/**/*.ts',
-      'toolbox/**/*.ts'
+      'toolbox/**/*.ts',
+      'upstream/**/*.ts'
     ]
   },
   test: {
@@ -41,6 +42,7 @@ export default {
       '/dist',
       '/test',
       '/toolbox',
+      '/upstream',
       '.aegir.js'
     ]
   }

@@ -5,16 +5,7 @@
  *
  * Usage: `node reproductions/all.ts [upstream|ours]`
  */
-export const REPRODUCTIONS = [
-  'malformed-frame',
-  'silent-client',
-  'frozen-peer',
-  'aborted-dial',
-  'failed-dial',
-  'reset',
-  'handshake-deadline',
-  'oversize-message'
-]
+import { REPRODUCTIONS } from './names.ts'
 
 for (const name of REPRODUCTIONS) {
   process.stdout.write(`${name}\n`)

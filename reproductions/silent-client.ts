@@ -6,7 +6,7 @@
  *
  * Usage: `node reproductions/silent-client.ts [upstream|ours]`
  */
-import { silentClient } from '../toolbox/stalled-clients.ts'
+import { closedByServer, silentClient } from '../toolbox/stalled-clients.ts'
 import { report } from '../toolbox/supervised.ts'
 import { delay, within } from '../toolbox/time.ts'
 import { scenarioNode } from './scenario.ts'
@@ -16,11 +16,13 @@ import type { TransportId } from '../toolbox/transports.ts'
 // @libp2p/tcp stops in well under a second on loopback
 const STOP_DEADLINE_MS = 5_000
 
+// the client learns of a close on loopback within a turn or two of its event
+// loop, which may come after node.stop() resolved
+const CLOSE_NOTICE_MS = 500
+
 async function scenario (transport: TransportId): Promise<void> {
   const node = await scenarioNode(transport)
   const socket = await silentClient(node.getMultiaddrs()[0])
-  let socketClosed = false
-  socket.once('close', () => { socketClosed = true })
 
   // let the listener accept it
   await delay(250)
@@ -28,6 +30,7 @@ async function scenario (transport: TransportId): Promise<void> {
   const start = performance.now()
   const stopped = await within(Promise.resolve(node.stop()).then(() => true), STOP_DEADLINE_MS)
   const stopMs = Math.round(performance.now() - start)
+  const socketClosed = await within(closedByServer(socket).then(() => true), CLOSE_NOTICE_MS) ?? false
 
   await report('stop', {
     stopMs: stopped === true ? stopMs : undefined,

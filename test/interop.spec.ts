@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { stop } from '@libp2p/interface'
-import { webSockets as upstreamWebSockets } from '@libp2p/websockets'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
 import { webSockets } from '../src/index.ts'
 import { echo, handleEcho } from '../toolbox/echo.ts'
 import { createNode } from '../toolbox/node.ts'
+import { TRANSPORTS } from '../toolbox/transports.ts'
 import { certificate } from './fixtures/certificate.ts'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -27,7 +27,8 @@ function addressOf (node: Libp2p, matcher: MultiaddrMatcher): Multiaddr {
   return ma
 }
 
-describe('interop with @libp2p/websockets', function () {
+// upstream/verify.ts runs this against upstream with our patches applied
+describe(`interop with ${TRANSPORTS.upstream.name}`, function () {
   this.timeout(30_000)
 
   let nodes: Libp2p[]
@@ -80,7 +81,7 @@ describe('interop with @libp2p/websockets', function () {
 
   it('ours dials upstream over /ws', async () => {
     const upstream = await createNode({
-      transport: upstreamWebSockets()
+      transport: 'upstream'
     })
     nodes.push(upstream)
     const ours = await createNode()
@@ -93,7 +94,7 @@ describe('interop with @libp2p/websockets', function () {
     const ours = await createNode()
     nodes.push(ours)
     const upstream = await createNode({
-      transport: upstreamWebSockets()
+      transport: 'upstream'
     })
     nodes.push(upstream)
 
@@ -103,12 +104,13 @@ describe('interop with @libp2p/websockets', function () {
   it('ours dials upstream over /tls/ws', async () => {
     const upstream = await createNode({
       listen: ['/ip4/127.0.0.1/tcp/0/tls/ws'],
-      transport: upstreamWebSockets({
+      transport: 'upstream',
+      init: {
         https: {
           cert: certificate.cert,
           key: certificate.key
         }
-      })
+      }
     })
     nodes.push(upstream)
     const ours = await createNode({
@@ -129,7 +131,7 @@ describe('interop with @libp2p/websockets', function () {
     })
     nodes.push(ours)
     const upstream = await createNode({
-      transport: upstreamWebSockets()
+      transport: 'upstream'
     })
     nodes.push(upstream)
 

@@ -1,8 +1,16 @@
 /**
  * The transports the tools compare, named the same everywhere: `upstream` is
  * `@libp2p/websockets` as installed, `ours` this package (from src/), `tcp`
- * `@libp2p/tcp`, the reference
+ * `@libp2p/tcp`, the reference.
+ *
+ * With `UPSTREAM_WEBSOCKETS` set to the directory of a built
+ * `@libp2p/websockets` (its `dist/src/index.js`), `upstream` is that build
+ * instead: upstream/verify.ts runs the tools against upstream with our patches
+ * applied. It is read on use, not on import, and child processes inherit it,
+ * so every process of a run agrees
  */
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import type { WebSocketsInit } from '../src/index.ts'
 import type { Transport } from '@libp2p/interface'
 
@@ -35,10 +43,12 @@ export interface TransportInfo {
 
 export const TRANSPORTS: Record<TransportId, TransportInfo> = {
   upstream: {
-    name: '@libp2p/websockets',
+    get name () {
+      return process.env.UPSTREAM_WEBSOCKETS == null ? '@libp2p/websockets' : '@libp2p/websockets (patched)'
+    },
     listen: '/ip4/127.0.0.1/tcp/0/ws',
     suffix: '/ws',
-    load: async (init) => (await import('@libp2p/websockets')).webSockets(init as any)
+    load: async (init) => (await importUpstream()).webSockets(init as any)
   },
   ours: {
     name: '@cleanstop/libp2p-websockets',
@@ -56,6 +66,16 @@ export const TRANSPORTS: Record<TransportId, TransportInfo> = {
       outboundSocketInactivityTimeout: init?.outboundSocketInactivityTimeout
     })
   }
+}
+
+async function importUpstream (): Promise<typeof import('@libp2p/websockets')> {
+  const build = process.env.UPSTREAM_WEBSOCKETS
+
+  if (build == null) {
+    return import('@libp2p/websockets')
+  }
+
+  return import(pathToFileURL(join(resolve(build), 'dist', 'src', 'index.js')).href)
 }
 
 /**
