@@ -13,9 +13,9 @@ import { ping } from '@libp2p/ping'
 import { multiaddr } from '@multiformats/multiaddr'
 import { handleEcho } from './echo.ts'
 import { handleHold, hold } from './hold.ts'
-import { createNode } from './node.ts'
+import { createNode, stopAndLetGo } from './node.ts'
 import { setReading } from './stall.ts'
-import { letGo, report, serve } from './supervised.ts'
+import { report, serve } from './supervised.ts'
 import { isTransportId } from './transports.ts'
 import type { Connection, StreamCloseEvent } from '@libp2p/interface'
 
@@ -83,18 +83,5 @@ serve({
   dial: async ({ addr }) => { node.dial(multiaddr(addr)).catch(() => {}) },
   stall: async () => { setReading(node, false) },
   unstall: async () => { setReading(node, true) },
-  stop: async () => {
-    const start = performance.now()
-    let error: string | undefined
-
-    try {
-      await node.stop()
-    } catch (err: any) {
-      error = err.message
-    }
-
-    letGo()
-
-    return { stopMs: performance.now() - start, error }
-  }
+  stop: async () => stopAndLetGo(node)
 }, { addrs: node.getMultiaddrs().map(String) })

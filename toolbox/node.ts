@@ -1,6 +1,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { createLibp2p } from 'libp2p'
+import { letGo } from './supervised.ts'
 import { TRANSPORTS } from './transports.ts'
 import type { TransportId } from './transports.ts'
 import type { WebSocketsInit } from '../src/index.ts'
@@ -65,4 +66,24 @@ export async function createNode <S extends ServiceMap = ServiceMap> (options: N
     },
     ...options.config
   })
+}
+
+/**
+ * A child process's answer to `stop`: stop the node, time it, then let go of
+ * the parent, so that whether the process exits depends only on what the
+ * node left behind
+ */
+export async function stopAndLetGo (node: Libp2p<any>): Promise<{ stopMs: number, error?: string }> {
+  const start = performance.now()
+  let error: string | undefined
+
+  try {
+    await node.stop()
+  } catch (err: any) {
+    error = err.message
+  }
+
+  letGo()
+
+  return { stopMs: performance.now() - start, error }
 }

@@ -9,8 +9,8 @@
  */
 import { ping } from '@libp2p/ping'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNode } from './node.ts'
-import { letGo, report, serve } from './supervised.ts'
+import { createNode, stopAndLetGo } from './node.ts'
+import { report, serve } from './supervised.ts'
 import { heldTcpSockets, openFds } from './tcp-table.ts'
 import { now } from './time.ts'
 import type { ProbeOptions } from './probe.ts'
@@ -210,18 +210,5 @@ serve({
     fds: openFds(),
     sockets: socketCounts()
   }),
-  stop: async () => {
-    const start = performance.now()
-    let error: string | undefined
-
-    try {
-      await node.stop()
-    } catch (err: any) {
-      error = err.message
-    }
-
-    letGo()
-
-    return { stopMs: performance.now() - start, error }
-  }
+  stop: async () => stopAndLetGo(node)
 }, { addrs: node.getMultiaddrs().map(String), peerId: node.peerId.toString() })
