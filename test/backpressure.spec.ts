@@ -93,6 +93,11 @@ interface ReaderState {
   received: number
   hash: Hash
   largestReadBuffer: number
+
+  /**
+   * Timers of a slow reader that have not resumed it yet
+   */
+  pendingResumes: number
 }
 
 function activeTimers (): number {
@@ -145,7 +150,8 @@ function read (reader: MultiaddrConnection, kind: Reader): ReaderState {
     frozen: false,
     received: 0,
     hash: createHash('sha256'),
-    largestReadBuffer: 0
+    largestReadBuffer: 0,
+    pendingResumes: 0
   }
 
   reader.addEventListener('message', (evt) => {
@@ -158,7 +164,11 @@ function read (reader: MultiaddrConnection, kind: Reader): ReaderState {
 
     if (kind === 'slow') {
       reader.pause()
-      setTimeout(() => { reader.resume() }, 1)
+      state.pendingResumes++
+      setTimeout(() => {
+        state.pendingResumes--
+        reader.resume()
+      }, 1)
     }
 
     if (kind === 'frozen then resumed' && state.received >= FREEZE_AFTER && !state.frozen) {
@@ -279,6 +289,8 @@ describe('backpressure', function () {
             expect(sent.largestPending).to.be.at.most(bound)
 
             await withDeadline(Promise.all([writer.close(), reader.close()]), DEADLINE, 'both ends closing')
+            // the slow reader's own timers are not the connection's
+            await until(() => received.pendingResumes === 0, DEADLINE, 'the slow reader resuming')
             expect(activeTimers()).to.be.at.most(timers)
           })
         }
