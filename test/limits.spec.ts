@@ -1,21 +1,28 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { stop } from '@libp2p/interface'
+import { defaultLogger } from '@libp2p/logger'
 import { expect } from 'aegir/chai'
+import { TypedEventEmitter } from 'main-event'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
 import { MAX_PAYLOAD } from '../src/constants.ts'
+import { webSockets } from '../src/index.ts'
 import { echo, echoOnConnection } from '../toolbox/echo.ts'
+import { closeCodeOf, frame, OPCODE } from '../toolbox/raw-websocket.ts'
 import { closedByServer, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
+import { hostileWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import { totalOf } from './fixtures/internals.ts'
 import { listenerEventCount } from './fixtures/listener-events.ts'
 import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { recordSocketOptionCalls } from './fixtures/socket-option-calls.ts'
+import type { HandMadeWebSocketServer as HostileWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import type { TrackingTransport } from './fixtures/internals.ts'
 import type { SocketOptionCalls } from './fixtures/socket-option-calls.ts'
-import type { Connection, Libp2p } from '@libp2p/interface'
+import type { Connection, DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
@@ -29,9 +36,7 @@ describe('limits', function () {
   const nodes: Libp2p[] = []
   const clients: Array<net.Socket | WebSocket> = []
   const restore: Array<() => void> = []
-
-  beforeEach(() => {
-  })
+  const servers: HostileWebSocketServer[] = []
 
   afterEach(async () => {
     restore.splice(0).forEach(fn => { fn() })
@@ -44,7 +49,10 @@ describe('limits', function () {
       }
     }
 
-    await withDeadline(stop(...nodes.splice(0)), DEADLINE, 'stopping the nodes')
+    await withDeadline(Promise.all([
+      stop(...nodes.splice(0)),
+      ...servers.splice(0).map(async server => server.close())
+    ]), DEADLINE, 'stopping the nodes and servers')
   })
 
   failOnProcessErrors()
@@ -160,40 +168,75 @@ describe('limits', function () {
   })
 
   describe('maxPayload', () => {
-    it('closes a connection that sends a message larger than maxPayload with 1009', async () => {
-      const maxPayload = 64 * 1024
-      const { listener, ma } = await listeningNode(nodes, { maxPayload })
+    const payloadLimits = [{
+      name: 'maxPayload',
+      init: { maxPayload: 64 * 1024 },
+      limit: 64 * 1024
+    }, {
+      name: 'the default maxPayload',
+      init: {},
+      limit: MAX_PAYLOAD
+    }]
 
-      const client = await upgradedClient(ma)
-      clients.push(client)
-      await until(() => listener.socketCounts().upgrading === 1, DEADLINE, 'the socket entering the libp2p upgrade')
+    for (const { name, init, limit } of payloadLimits) {
+      it(`closes an inbound connection that sends a message larger than ${name} with 1009`, async () => {
+        const { listener, ma } = await listeningNode(nodes, init)
 
-      const closed = withDeadline(new Promise<number>(resolve => {
-        client.once('close', (code: number) => { resolve(code) })
-      }), DEADLINE, 'the server closing the connection')
-      client.send(new Uint8Array(maxPayload + 1024))
+        const client = await upgradedClient(ma)
+        clients.push(client)
+        await until(() => listener.socketCounts().upgrading === 1, DEADLINE, 'the socket entering the libp2p upgrade')
 
-      expect(await closed).to.equal(1009)
-      await until(() => totalOf(listener.socketCounts()) === 0, DEADLINE, 'the listener releasing the socket')
-    })
+        const closed = withDeadline(new Promise<number>(resolve => {
+          client.once('close', (code: number) => { resolve(code) })
+        }), DEADLINE, 'the server closing the connection')
+        client.send(new Uint8Array(limit + 1))
 
-    it('accepts a message of exactly maxPayload', async () => {
-      const maxPayload = 64 * 1024
-      const { listener, ma } = await listeningNode(nodes, { maxPayload })
+        expect(await closed).to.equal(1009)
+        await until(() => totalOf(listener.socketCounts()) === 0, DEADLINE, 'the listener releasing the socket')
+      })
 
-      const client = await upgradedClient(ma)
-      clients.push(client)
-      await until(() => listener.socketCounts().upgrading === 1, DEADLINE, 'the socket entering the libp2p upgrade')
+      it(`accepts an inbound message of exactly ${name}`, async () => {
+        const { listener, ma } = await listeningNode(nodes, init)
 
-      let closeCode: number | undefined
-      client.once('close', (code: number) => { closeCode = code })
+        const client = await upgradedClient(ma)
+        clients.push(client)
+        await until(() => listener.socketCounts().upgrading === 1, DEADLINE, 'the socket entering the libp2p upgrade')
 
-      // the payload is not a libp2p handshake, so libp2p resets the
-      // connection: without a 1009 close frame
-      client.send(new Uint8Array(maxPayload))
-      await withDeadline(closedByServer(client), DEADLINE, 'libp2p rejecting the handshake')
-      expect(closeCode).to.not.equal(1009)
-    })
+        let closeCode: number | undefined
+        client.once('close', (code: number) => { closeCode = code })
+
+        // the payload is not a libp2p handshake, so libp2p resets the
+        // connection: without a 1009 close frame
+        client.send(new Uint8Array(limit))
+        await withDeadline(closedByServer(client), DEADLINE, 'libp2p rejecting the handshake')
+        expect(closeCode).to.not.equal(1009)
+      })
+
+      it(`closes an outbound connection whose listener announces a message larger than ${name} with 1009`, async () => {
+        // the frame header alone: a dialer that accepted the length would
+        // wait for the payload, and never answer
+        const server = await hostileWebSocketServer(frame({ opcode: OPCODE.binary, masked: false, length: limit + 1 }))
+        servers.push(server)
+
+        const transport = webSockets(init)({
+          logger: defaultLogger(),
+          events: new TypedEventEmitter<Libp2pEvents>()
+        }) as TrackingTransport
+        // hands the bare connection back, so nothing but the transport can close it
+        const upgrader: Partial<Upgrader> = {
+          upgradeOutbound: async (maConn: MultiaddrConnection) => maConn as any
+        }
+
+        await transport.dial(server.multiaddr, {
+          upgrader,
+          signal: AbortSignal.timeout(DEADLINE)
+        } as unknown as DialTransportOptions)
+
+        await server.clientEnded(DEADLINE)
+        expect(closeCodeOf(server.received())).to.equal(1009)
+        await until(() => totalOf(transport.socketCounts()) === 0, DEADLINE, 'the dialer releasing the socket')
+      })
+    }
 
     it('is larger by default than any message libp2p with noise and yamux sends', async () => {
       const sizes: number[] = []

@@ -50,9 +50,13 @@ describe('listener.close()', () => {
     await listener.listen(LOOPBACK_WS)
     await upgradedClient(listener.getAddrs()[0])
     await until(() => bare.upgrading.length === 1, 5_000, 'an upgrade starting')
+    expect(bare.signals).to.have.lengthOf(1)
+    expect(bare.signals[0].aborted).to.be.false()
 
     await withDeadline(listener.close(), 2_000, 'close()')
 
+    // the upgrade itself is told to stop, not only left without a socket
+    expect(bare.signals[0].aborted).to.be.true()
     expect(bare.upgrading[0].status).to.not.equal('open')
   })
 

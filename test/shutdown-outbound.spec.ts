@@ -1,14 +1,20 @@
+import { defaultLogger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
+import { TypedEventEmitter } from 'main-event'
 import { WebSocketServer } from 'ws'
+import { webSockets } from '../src/index.ts'
 import { createNode } from '../toolbox/node.ts'
 import { startRemoteNode } from '../toolbox/remote-node.ts'
 import { silentServer } from '../toolbox/silent-server.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
+import { muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import { totalOf, transportOf } from './fixtures/internals.ts'
 import type { RemoteNode } from '../toolbox/remote-node.ts'
 import type { SilentServer } from '../toolbox/silent-server.ts'
-import type { Libp2p } from '@libp2p/interface'
+import type { HandMadeWebSocketServer as MuteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import type { TrackingTransport } from './fixtures/internals.ts'
+import type { DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Startable, Upgrader } from '@libp2p/interface'
 import type { AddressInfo } from 'node:net'
 
 describe('outbound sockets', () => {
@@ -16,14 +22,16 @@ describe('outbound sockets', () => {
   let server: SilentServer | undefined
   let wsServer: WebSocketServer | undefined
   let peer: RemoteNode | undefined
+  let mute: MuteWebSocketServer | undefined
 
   afterEach(async () => {
     await node?.stop()
     await server?.close()
+    await mute?.close()
     wsServer?.clients.forEach(client => { client.terminate() })
     wsServer?.close()
     peer?.child.kill()
-    node = server = wsServer = peer = undefined
+    node = server = wsServer = peer = mute = undefined
   })
 
   it('node.stop() during a dial to a server that never answers terminates the socket', async () => {
@@ -102,5 +110,40 @@ describe('outbound sockets', () => {
     // that waited for the frozen peer would take all of it
     expect(Date.now() - start).to.be.lessThan(400)
     expect(totalOf(transport.socketCounts())).to.equal(0)
+  })
+
+  it('afterStop terminates outbound sockets that nothing else ends: a dial in flight without a signal, and a connection libp2p does not know', async () => {
+    server = await silentServer()
+    mute = await muteWebSocketServer()
+    const transport = webSockets()({
+      logger: defaultLogger(),
+      events: new TypedEventEmitter<Libp2pEvents>()
+    }) as TrackingTransport & Startable
+    // hands the bare connection back: no libp2p connection, nobody to close it
+    const upgrader: Partial<Upgrader> = {
+      upgradeOutbound: async (maConn: MultiaddrConnection) => maConn as any
+    }
+
+    // no signal: nothing but the transport can end this dial
+    const dial = transport.dial(server.multiaddr.encapsulate('/ws'), { upgrader } as unknown as DialTransportOptions)
+    dial.catch(() => {})
+    await server.connected()
+    await transport.dial(multiaddr(`/ip4/127.0.0.1/tcp/${new URL(mute.url).port}/ws`), {
+      upgrader,
+      signal: AbortSignal.timeout(5_000)
+    } as unknown as DialTransportOptions)
+    expect(transport.socketCounts()).to.deep.include({ dialing: 1, open: 1 })
+
+    // what libp2p calls on node.stop(), and nothing else: no connection
+    // manager closes connections in between
+    await transport.beforeStop?.()
+    await transport.stop()
+    // well within closeTimeout, after which afterStop gives up waiting
+    await withDeadline(transport.afterStop?.(), 1_000, 'afterStop()')
+
+    expect(totalOf(transport.socketCounts())).to.equal(0)
+    await expect(withDeadline(dial, 1_000, 'the dial settling')).to.eventually.be.rejected()
+    await server.allClosed(1_000)
+    await withDeadline(mute.clientClosed(), 1_000, 'the mute server seeing the socket close')
   })
 })

@@ -1,13 +1,18 @@
+import { getEventListeners } from 'node:events'
 import { defaultLogger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
+import { multiaddrToUri } from '@multiformats/multiaddr-to-uri'
 import { expect } from 'aegir/chai'
 import { pEvent } from 'p-event'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { WebSocket, WebSocketServer } from 'ws'
 import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
+import { closeCodeOf, frame } from '../toolbox/raw-websocket.ts'
 import { namespaceTcpSockets } from '../toolbox/tcp-table.ts'
-import { withDeadline } from './fixtures/deadline.ts'
-import { muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import { until, withDeadline } from './fixtures/deadline.ts'
+import { FakeWebSocket, fakeSocket } from './fixtures/fake-websocket.ts'
+import { hostileWebSocketServer, muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import type { WebSocketMultiaddrConnectionInit } from '../src/websocket-to-conn.ts'
 import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import type { MultiaddrConnection } from '@libp2p/interface'
 import type { Socket, AddressInfo } from 'node:net'
@@ -47,6 +52,7 @@ function activeTimers (): number {
 describe('a connection over a WebSocket', () => {
   let server: WebSocketServer | undefined
   let mute: HandMadeWebSocketServer | undefined
+  let hostile: HandMadeWebSocketServer | undefined
   let peer: Promise<ServerSideWebSocket>
 
   const healthyServer = async (): Promise<string> => {
@@ -60,7 +66,8 @@ describe('a connection over a WebSocket', () => {
     server?.clients.forEach(client => { client.terminate() })
     server?.close()
     await mute?.close()
-    server = mute = undefined
+    await hostile?.close()
+    server = mute = hostile = undefined
   })
 
   it('closes cleanly on both sides against a healthy peer, leaving no timer', async () => {
@@ -245,6 +252,253 @@ describe('a connection over a WebSocket', () => {
 
     const evt: any = await withDeadline(pEvent(maConn, 'close'), 2_000, 'the idle connection closing')
     expect(evt.error).to.have.property('name', 'TimeoutError')
+    expect(evt.error.message).to.include('100ms')
     expect(socket.destroyed).to.be.true()
+  })
+
+  it('while the node stops, flushes what was written before it terminates the socket', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    let received = 0
+    remote.on('message', (data: Buffer) => { received += data.byteLength })
+    const remoteClose = new Promise<number>(resolve => { remote.once('close', (code: number) => { resolve(code) }) })
+    const maConn = webSocketToMaConn({
+      websocket,
+      socket,
+      stopping: AbortSignal.abort(),
+      remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
+      direction: 'outbound',
+      log: defaultLogger().forComponent('test:websocket-to-conn'),
+      // the writer is never held, so the close starts with all of it queued
+      maxBufferedAmount: 64 * 1024 * 1024
+    })
+    const data = new Uint8Array(16 * 1024 * 1024)
+
+    expect(maConn.send(data)).to.be.true()
+    // more than the kernel takes at once: the rest waits in the socket
+    expect(socket.writableLength).to.be.greaterThan(0)
+    await withDeadline(maConn.close(), 5_000, 'close()')
+
+    // every byte, then the close frame, before the socket went
+    expect(await withDeadline(remoteClose, 5_000, 'the peer seeing the close')).to.equal(1000)
+    expect(received).to.equal(data.byteLength)
+    expect(socket.destroyed).to.be.true()
+  })
+
+  it('keeps a protocol error of the peer from crashing the process when nothing else listens for errors', async () => {
+    // a frame with a reserved opcode, right after the upgrade
+    hostile = await hostileWebSocketServer(frame({ opcode: 0x3, masked: false }))
+    const server = hostile
+    const websocket = new WebSocket(multiaddrToUri(server.multiaddr))
+    const maConn = new Promise<MultiaddrConnection>((resolve, reject) => {
+      websocket.once('error', reject)
+      websocket.once('open', () => {
+        // from here on no other 'error' listener: an 'error' event nobody
+        // listens to throws. The frame is read once this handler returns
+        websocket.off('error', reject)
+        resolve(webSocketToMaConn({
+          websocket,
+          remoteAddr: server.multiaddr,
+          direction: 'outbound',
+          log: defaultLogger().forComponent('test:websocket-to-conn')
+        }))
+      })
+    })
+
+    const connection = await withDeadline(maConn, 2_000, 'the WebSocket opening')
+
+    // `ws` answers the bad frame with 1002, then emits 'error'
+    await until(() => closeCodeOf(server.received()) != null, 2_000, 'the close frame')
+    expect(closeCodeOf(server.received())).to.equal(1002)
+    connection.abort(new Error('test over'))
+  })
+})
+
+describe('a connection over a WebSocket the test drives', () => {
+  const MAX_BUFFERED_AMOUNT = 100
+
+  function toFakeMaConn (websocket: FakeWebSocket, init: Partial<WebSocketMultiaddrConnectionInit> = {}): MultiaddrConnection {
+    return webSocketToMaConn({
+      websocket,
+      remoteAddr: multiaddr('/ip4/127.0.0.1/tcp/1/ws'),
+      direction: 'outbound',
+      log: defaultLogger().forComponent('test:websocket-to-conn'),
+      maxBufferedAmount: MAX_BUFFERED_AMOUNT,
+      bufferedAmountPollInterval: 1,
+      inactivityTimeout: 0,
+      ...init
+    })
+  }
+
+  function countDrains (maConn: MultiaddrConnection): { count: number } {
+    const drains = { count: 0 }
+    maConn.addEventListener('drain', () => { drains.count++ })
+
+    return drains
+  }
+
+  it('delivers ArrayBuffer messages, as a browser WebSocket gives them, as data', async () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const message = pEvent(maConn, 'message')
+
+    websocket.message(Uint8Array.from([4, 5, 6]).buffer)
+
+    const evt: any = await withDeadline(message, 1_000, 'a message')
+    expect(evt.data.subarray()).to.equalBytes(Uint8Array.from([4, 5, 6]))
+  })
+
+  it('aborts on a binary message of a type it cannot read, naming binaryType', async () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const closed = pEvent(maConn, 'close')
+
+    websocket.message(new Blob([Uint8Array.from([1])]))
+
+    const evt: any = await withDeadline(closed, 1_000, 'the connection closing')
+    expect(evt.error).to.have.property('name', 'InvalidMessageError')
+    expect(evt.error.message).to.include('binaryType')
+    expect(maConn.status).to.equal('aborted')
+  })
+
+  it('without a socket, holds the writer while bufferedAmount is at maxBufferedAmount and polls it until it is below', async () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const drains = countDrains(maConn)
+    // mocha starts this test's own timer at the test's first await: count
+    // from then on
+    await Promise.resolve()
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    expect(maConn.send(Uint8Array.from([1]))).to.be.false()
+    expect(activeTimers()).to.equal(timers + 1)
+
+    // a few polls find the buffer still full
+    const reads = websocket.bufferedReads
+    await until(() => websocket.bufferedReads >= reads + 3, 1_000, 'three polls')
+    expect(drains.count).to.equal(0)
+
+    websocket.buffered = MAX_BUFFERED_AMOUNT - 1
+    await until(() => drains.count === 1, 1_000, 'a drain once the buffer is below the limit')
+    expect(activeTimers()).to.equal(timers)
+  })
+
+  it('without a socket, starts no poll when the buffer has room', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const timers = activeTimers()
+
+    expect(maConn.send(Uint8Array.from([1]))).to.be.true()
+    expect(activeTimers()).to.equal(timers)
+  })
+
+  it('with a socket, resumes the writer from the send callback once the buffer is below maxBufferedAmount, without polling', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket, { socket: fakeSocket() })
+    const drains = countDrains(maConn)
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    expect(maConn.send(Uint8Array.from([1]))).to.be.false()
+    expect(activeTimers()).to.equal(timers)
+
+    const { cb } = websocket.sent[0]
+    expect(cb).to.be.a('function')
+    cb?.()
+    expect(drains.count).to.equal(0)
+
+    websocket.buffered = MAX_BUFFERED_AMOUNT - 1
+    cb?.()
+    expect(drains.count).to.equal(1)
+  })
+
+  it('writes nothing to a destroyed socket and never holds the writer there', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket, { socket: fakeSocket(true) })
+    websocket.buffered = 10 * MAX_BUFFERED_AMOUNT
+
+    expect(maConn.send(Uint8Array.from([1]))).to.be.true()
+    expect(websocket.sent).to.be.empty()
+  })
+
+  it('sends a buffer of exactly 65,537 bytes as one message, once', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket, { maxBufferedAmount: Infinity })
+
+    maConn.send(new Uint8Array(65_537).fill(7))
+
+    expect(websocket.sent.map(({ data }) => data.byteLength)).to.deep.equal([65_537])
+  })
+
+  it('joins small pieces into a message that owns its memory, not a slice of a shared pool', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+
+    maConn.send(new Uint8ArrayList(Uint8Array.from([1, 2]), Uint8Array.from([3])))
+
+    const [{ data }] = websocket.sent
+    expect(data).to.equalBytes(Uint8Array.from([1, 2, 3]))
+    expect(data.buffer.byteLength).to.equal(3)
+  })
+
+  it('stops polling when the peer drops the connection', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    maConn.send(Uint8Array.from([1]))
+    expect(activeTimers()).to.equal(timers + 1)
+    websocket.closed(false)
+
+    expect(maConn.status).to.equal('reset')
+    expect(activeTimers()).to.equal(timers)
+  })
+
+  it('stops polling as soon as it is aborted, before the WebSocket reports its close', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    maConn.send(Uint8Array.from([1]))
+    expect(activeTimers()).to.equal(timers + 1)
+    maConn.abort(new Error('test'))
+
+    // a browser WebSocket can only be closed, and reports it later
+    expect(websocket.closeCalls).to.have.lengthOf(1)
+    expect(activeTimers()).to.equal(timers)
+  })
+
+  for (const { name, socket, readyState } of [
+    { name: 'whose socket is destroyed', socket: fakeSocket(true), readyState: 1 },
+    { name: 'that is closing already', socket: fakeSocket(), readyState: 2 }
+  ]) {
+    it(`sends no close frame on a WebSocket ${name}, and terminates it after closeTimeout`, async () => {
+      const websocket = new FakeWebSocket({ terminable: true })
+      websocket.readyState = readyState
+      const maConn = toFakeMaConn(websocket, { socket, closeTimeout: 10 })
+
+      await withDeadline(maConn.close(), 1_000, 'close()')
+
+      expect(websocket.closeCalls).to.be.empty()
+      expect(maConn.status).to.equal('closed')
+    })
+  }
+
+  it('leaves no listener on the signal given to close()', async () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const signal = AbortSignal.timeout(10_000)
+    const listeners = getEventListeners(signal, 'abort').length
+
+    const closing = maConn.close({ signal })
+    await until(() => websocket.closeCalls.length === 1, 1_000, 'the close frame')
+    websocket.closed(true)
+    await withDeadline(closing, 1_000, 'close()')
+
+    expect(websocket.closeCalls).to.deep.equal([1000])
+    expect(getEventListeners(signal, 'abort')).to.have.lengthOf(listeners)
   })
 })
