@@ -7,11 +7,8 @@
  * the tests run exactly as `npm run test:node` runs them. Mutants that do not
  * compile are rejected by the TypeScript checker before any test runs.
  *
- * The script runs it on Node.js 24, which is also what `aegir test` runs the
- * specs on (it puts node_modules/.bin, where `node` is Node.js 24, first on
- * the PATH). On Node.js 22.23 the /ip6/::1 /tls/ws test fails: that release
- * no longer matches IPv6 hosts against a certificate's IP addresses
- * (nodejs/node#64144)
+ * The script runs it on Node.js 24, the newer of the two lines the suite
+ * runs on.
  *
  * @type {import('@stryker-mutator/api/core').PartialStrykerOptions}
  */
