@@ -31,6 +31,9 @@ export default {
       'bufferutil',
       // the Node.js 24 runtime the suite also runs on
       'node24',
+      // plugins StrykerJS loads by the names in stryker.config.mjs
+      '@stryker-mutator/mocha-runner',
+      '@stryker-mutator/typescript-checker',
       // the browser suite imports the package by its own name, as users do
       '@cleanstop/libp2p-websockets'
     ],
