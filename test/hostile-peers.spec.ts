@@ -1,19 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { stop } from '@libp2p/interface'
-import { defaultLogger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
-import { TypedEventEmitter } from 'main-event'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
-import { webSockets } from '../src/index.ts'
 import { echoOnConnection } from '../toolbox/echo.ts'
 import { HOLD_PROTOCOL } from '../toolbox/hold.ts'
 import { rawClient } from '../toolbox/raw-client.ts'
 import { closeCodeOf, closePayload, frame, OPCODE, rawWebSocket, responseHeadLength, upgradeRequest } from '../toolbox/raw-websocket.ts'
 import { startRemoteNode } from '../toolbox/remote-node.ts'
 import { closedByServer, halfHttpClient, halfTlsClient, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
+import { bareDial } from './fixtures/bare-dialer.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
@@ -24,10 +22,10 @@ import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { slowlorisClient } from './fixtures/slowloris-client.ts'
 import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
-import type { TrackingListener, TrackingTransport } from './fixtures/internals.ts'
+import type { TrackingListener } from './fixtures/internals.ts'
 import type { RawClient } from '../toolbox/raw-client.ts'
 import type { RemoteNode } from '../toolbox/remote-node.ts'
-import type { Connection, DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Stream, Upgrader } from '@libp2p/interface'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
@@ -420,19 +418,8 @@ describe('hostile and broken peers', function () {
       const server = await hostileWebSocketServer(frame({ opcode: 0x3, masked: false }))
       servers.push(server)
 
-      const transport = webSockets({ closeTimeout })({
-        logger: defaultLogger(),
-        events: new TypedEventEmitter<Libp2pEvents>()
-      }) as TrackingTransport
       // hands the bare connection back, so nothing but the transport can close it
-      const upgrader: Partial<Upgrader> = {
-        upgradeOutbound: async (maConn: MultiaddrConnection) => maConn as any
-      }
-
-      await transport.dial(server.multiaddr, {
-        upgrader,
-        signal: AbortSignal.timeout(DEADLINE)
-      } as unknown as DialTransportOptions)
+      const transport = await bareDial(server.multiaddr, { closeTimeout }, DEADLINE)
 
       // `ws` answers with 1002 and ends its side at once
       await server.clientEnded(DEADLINE)

@@ -1,16 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { stop } from '@libp2p/interface'
-import { defaultLogger } from '@libp2p/logger'
 import { expect } from 'aegir/chai'
-import { TypedEventEmitter } from 'main-event'
 import { pEvent } from 'p-event'
 import { WebSocket } from 'ws'
 import { MAX_PAYLOAD } from '../src/constants.ts'
-import { webSockets } from '../src/index.ts'
 import { echo, echoOnConnection } from '../toolbox/echo.ts'
 import { closeCodeOf, frame, OPCODE } from '../toolbox/raw-websocket.ts'
 import { closedByServer, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
+import { bareDial } from './fixtures/bare-dialer.ts'
 import { maConnOf } from './fixtures/connection-internals.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { hostileWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
@@ -20,9 +18,8 @@ import { dialerNode, listeningNode } from './fixtures/nodes.ts'
 import { failOnProcessErrors } from './fixtures/process-errors.ts'
 import { recordSocketOptionCalls } from './fixtures/socket-option-calls.ts'
 import type { HandMadeWebSocketServer as HostileWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
-import type { TrackingTransport } from './fixtures/internals.ts'
 import type { SocketOptionCalls } from './fixtures/socket-option-calls.ts'
-import type { Connection, DialTransportOptions, Libp2p, Libp2pEvents, MultiaddrConnection, Upgrader } from '@libp2p/interface'
+import type { Connection, Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
 /**
@@ -218,19 +215,8 @@ describe('limits', function () {
         const server = await hostileWebSocketServer(frame({ opcode: OPCODE.binary, masked: false, length: limit + 1 }))
         servers.push(server)
 
-        const transport = webSockets(init)({
-          logger: defaultLogger(),
-          events: new TypedEventEmitter<Libp2pEvents>()
-        }) as TrackingTransport
         // hands the bare connection back, so nothing but the transport can close it
-        const upgrader: Partial<Upgrader> = {
-          upgradeOutbound: async (maConn: MultiaddrConnection) => maConn as any
-        }
-
-        await transport.dial(server.multiaddr, {
-          upgrader,
-          signal: AbortSignal.timeout(DEADLINE)
-        } as unknown as DialTransportOptions)
+        const transport = await bareDial(server.multiaddr, init, DEADLINE)
 
         await server.clientEnded(DEADLINE)
         expect(closeCodeOf(server.received())).to.equal(1009)
