@@ -116,6 +116,30 @@ async function play (index: number, ma: Multiaddr, clients: Set<RawClient>, pref
   }
 }
 
+/**
+ * Play `count` cases from FIRST on, CONCURRENCY at a time; a case that throws
+ * (a client that never got an answer) is a failure, not the end of the run
+ */
+async function playAll (count: number, ma: Multiaddr, clients: Set<RawClient>, prefix?: (rng: Prng) => Buffer): Promise<{ outcomes: Outcome[], failures: string[] }> {
+  const outcomes: Outcome[] = []
+  const failures: string[] = []
+  let next = FIRST
+
+  await withDeadline(Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < FIRST + count) {
+      const index = next++
+
+      try {
+        outcomes.push(await play(index, ma, clients, prefix))
+      } catch (err: any) {
+        failures.push(`case ${index}: ${err.message}`)
+      }
+    }
+  })), 45_000, 'every case being played')
+
+  return { outcomes, failures }
+}
+
 describe('fuzzing the listener', function () {
   this.timeout(60_000)
 
@@ -141,23 +165,8 @@ describe('fuzzing the listener', function () {
       inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
     })
 
-    const outcomes: Outcome[] = []
-    const failures: string[] = []
-    let next = FIRST
     const start = Date.now()
-
-    await withDeadline(Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < FIRST + CASES) {
-        const index = next++
-
-        try {
-          outcomes.push(await play(index, ma, clients))
-        } catch (err: any) {
-          failures.push(`case ${index}: ${err.message}`)
-        }
-      }
-    })), 45_000, 'every case being played')
-
+    const { outcomes, failures } = await playAll(CASES, ma, clients)
     const elapsed = Date.now() - start
 
     // a client that never got an answer is a leak or a hang on the server
@@ -201,21 +210,7 @@ describe('fuzzing the listener', function () {
       inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT
     })
 
-    const outcomes: Outcome[] = []
-    const failures: string[] = []
-    let next = FIRST
-
-    await withDeadline(Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < FIRST + PROXY_CASES) {
-        const index = next++
-
-        try {
-          outcomes.push(await play(index, ma, clients, proxyHeaderBytes))
-        } catch (err: any) {
-          failures.push(`case ${index}: ${err.message}`)
-        }
-      }
-    })), 45_000, 'every case being played')
+    const { outcomes, failures } = await playAll(PROXY_CASES, ma, clients, proxyHeaderBytes)
 
     expect(failures, `seed ${SEED}`).to.be.empty()
     expect(outcomes).to.have.lengthOf(PROXY_CASES)
