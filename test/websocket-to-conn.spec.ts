@@ -153,13 +153,24 @@ describe('a connection over a WebSocket', () => {
     const local = `${socket.localAddress}:${socket.localPort}`
     const chunk = new Uint8Array(64 * 1024)
 
-    // until the kernel takes no more, with a bound far above its buffers
-    for (let sent = 0; socket.writableLength === 0 && sent < 256 * 1024 * 1024; sent += chunk.byteLength) {
-      websocket.send(chunk)
-    }
+    const kernelSendQueue = (): number => namespaceTcpSockets().find(entry => entry.local === local)?.sendQueue ?? 0
+    let sent = 0
+
+    // until the kernel itself holds unsent bytes. Node's buffer filling is not
+    // enough: on loopback the peer's kernel takes (and acknowledges) data until
+    // its receive buffer has grown to its limit, so our send queue can be empty
+    // for a while after a write was refused. Keep Node's buffer topped up
+    // until the peer's window closes, with bounds far above the kernels' buffers
+    await until(() => {
+      while (socket.writableLength === 0 && sent < 256 * 1024 * 1024) {
+        websocket.send(chunk)
+        sent += chunk.byteLength
+      }
+
+      return kernelSendQueue() > 0
+    }, 5_000, 'the kernel holding unsent data')
 
     expect(socket.writableLength).to.be.above(0)
-    expect(namespaceTcpSockets().find(entry => entry.local === local)?.sendQueue).to.be.above(0)
 
     const closed = pEvent(socket, 'close')
     maConn.abort(new Error('reset by test'))
