@@ -92,21 +92,21 @@ export interface IdleResult {
 }
 
 /**
- * Open `count` idle connections to the listener from the fleet, and measure
- * the listener's memory per connection as the growth from a tenth of them to
- * all of them, which leaves out code compiled and caches filled by the first
- * connections
+ * Open `count` idle connections to the listener from the fleets (`perFleet`
+ * nodes each), and measure the listener's memory per connection as the growth
+ * from a tenth of them to all of them, which leaves out code compiled and
+ * caches filled by the first connections
  */
-export async function openIdle (listener: Child, fleet: Child, addr: string, count: number): Promise<IdleResult> {
+export async function openIdle (listener: Child, fleets: Child[], addr: string, count: number, perFleet: number): Promise<IdleResult> {
   const first = Math.max(1, Math.floor(count / 10))
   const start = Date.now()
-  await fleet.call('reset', {}, 10_000)
+  await Promise.all(fleets.map(async fleet => fleet.call('reset', {}, 30_000)))
 
-  await fleet.call('connect', { addr, from: 0, to: first, concurrency: 16 }, 120_000)
+  await connect(fleets, perFleet, addr, 0, first)
   await waitFor(listener, first)
   const before = await listener.call<MemorySample>('memory')
 
-  await fleet.call('connect', { addr, from: first, to: count, concurrency: 16 }, 120_000)
+  await connect(fleets, perFleet, addr, first, count)
   await waitFor(listener, count)
   const after = await listener.call<MemorySample>('memory')
   const n = after.connections - before.connections
@@ -119,8 +119,25 @@ export async function openIdle (listener: Child, fleet: Child, addr: string, cou
   }
 }
 
+/**
+ * Connections `from` to `to`, each fleet dialing those of its own nodes that
+ * fall in the range, all fleets at once
+ */
+async function connect (fleets: Child[], perFleet: number, addr: string, from: number, to: number): Promise<void> {
+  await Promise.all(fleets.map(async (fleet, i) => {
+    const low = Math.max(from, i * perFleet)
+    const high = Math.min(to, (i + 1) * perFleet)
+
+    if (low < high) {
+      // a connection takes a few ms of CPU on either side: a generous 20 each
+      await fleet.call('connect', { addr, from: low - i * perFleet, to: high - i * perFleet, concurrency: 16 }, 120_000 + (high - low) * 20)
+    }
+  }))
+}
+
 async function waitFor (listener: Child, count: number): Promise<void> {
-  const seen = await listener.call<number>('waitConnections', { count, timeout: 30_000 }, 40_000)
+  const timeout = 30_000 + count * 5
+  const seen = await listener.call<number>('waitConnections', { count, timeout }, timeout + 10_000)
 
   if (seen !== count) {
     throw new Error(`listener has ${seen} connections, expected ${count}`)
