@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- [--quick] [--json] [--only=raw,data,buffered,idle]
- * [--transports=upstream,ours,tcp] [--cpu-prof]`:
+ * [--transports=upstream,ours,tcp] [--counts=0,100,1000,10000] [--cpu-prof]`:
  * the transport against
  * `@libp2p/websockets` and `@libp2p/tcp` on loopback, listener and dialer in
  * separate processes, runs interleaved across transports so that load from
@@ -63,6 +63,13 @@ const CONFIG = quick
       rawBytes: 256 * MiB,
       exitDeadline: 10_000
     }
+
+const countsArg = process.argv.find(a => a.startsWith('--counts='))?.slice(9)
+
+// `--counts=` picks the idle counts of the section, for a profile at one scale
+if (countsArg != null) {
+  CONFIG.idleCounts = countsArg.split(',').map(Number)
+}
 
 /**
  * Counts above this are the scale rows: each of their runs opens that many
