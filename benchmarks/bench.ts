@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- [--quick] [--json] [--only=raw,data,buffered,idle]
- * [--transports=upstream,ours,tcp] [--counts=0,100,1000,10000] [--cpu-prof]`:
+ * [--transports=upstream,ours,tcp] [--counts=0,100,1000,10000] [--scale-rounds=2]
+ * [--cpu-prof]`:
  * the transport against
  * `@libp2p/websockets` and `@libp2p/tcp` on loopback, listener and dialer in
  * separate processes, runs interleaved across transports so that load from
@@ -66,9 +67,17 @@ const CONFIG = quick
 
 const countsArg = process.argv.find(a => a.startsWith('--counts='))?.slice(9)
 
+const scaleRoundsArg = process.argv.find(a => a.startsWith('--scale-rounds='))?.slice(15)
+
 // `--counts=` picks the idle counts of the section, for a profile at one scale
 if (countsArg != null) {
   CONFIG.idleCounts = countsArg.split(',').map(Number)
+}
+
+// each round at 10,000 connections opens 60,000 of them across the three
+// transports: fewer rounds for a run that checks the other rows
+if (scaleRoundsArg != null) {
+  CONFIG.scaleRounds = Number(scaleRoundsArg)
 }
 
 /**

@@ -5,7 +5,7 @@ import type { ClientAddress } from './client-address.ts'
 import type { InboundSockets } from './inbound-sockets.ts'
 import type { WebSocketsSocketOptions } from './utils.ts'
 import type { WebSocketMultiaddrConnectionInit } from './websocket-to-conn.ts'
-import type { ComponentLogger, CounterGroup, Logger, Upgrader } from '@libp2p/interface'
+import type { ComponentLogger, CounterGroup, Logger, MultiaddrConnection, Upgrader } from '@libp2p/interface'
 import type http from 'node:http'
 import type net from 'node:net'
 import type tls from 'node:tls'
@@ -54,6 +54,13 @@ export interface InboundConnectionsInit {
 export class InboundConnections {
   private readonly init: InboundConnectionsInit
 
+  /**
+   * Connections created and not closed yet. A socket is gone as soon as it is
+   * terminated; its connection learns so, and tells libp2p, a few ticks later
+   */
+  private readonly live = new Set<MultiaddrConnection>()
+  private drained?: PromiseWithResolvers<void>
+
   constructor (init: InboundConnectionsInit) {
     this.init = init
   }
@@ -91,6 +98,8 @@ export class InboundConnections {
     })
 
     log('new inbound connection %s from %s:%d', maConn.remoteAddr, raw.remoteAddress, raw.remotePort)
+    this.live.add(maConn)
+    maConn.addEventListener('close', () => { this.forget(maConn) }, { once: true })
 
     this.init.upgrader.upgradeInbound(maConn, {
       signal: controller.signal
@@ -102,5 +111,28 @@ export class InboundConnections {
         metrics.errors?.increment({ [`${this.init.address()} inbound_upgrade`]: true })
         maConn.abort(err)
       })
+  }
+
+  /**
+   * Resolves once every connection created so far has closed. Once their
+   * sockets are terminated, that is a matter of ticks: their WebSockets see
+   * the sockets close, and the connections see their WebSockets close
+   */
+  async whenClosed (): Promise<void> {
+    if (this.live.size === 0) {
+      return
+    }
+
+    this.drained ??= Promise.withResolvers()
+    await this.drained.promise
+  }
+
+  private forget (maConn: MultiaddrConnection): void {
+    this.live.delete(maConn)
+
+    if (this.live.size === 0 && this.drained != null) {
+      this.drained.resolve()
+      this.drained = undefined
+    }
   }
 }

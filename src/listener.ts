@@ -280,8 +280,8 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
   /**
    * Stop listening and terminate every socket, whatever its phase. Resolves
-   * once every socket is gone; concurrent callers share one close, and a
-   * listen() still waiting resolves
+   * once every socket is gone and every connection it accepted has closed;
+   * concurrent callers share one close, and a listen() still waiting resolves
    */
   async close (): Promise<void> {
     this.closing ??= this.closeOnce()
@@ -307,6 +307,9 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     this.upgrades.close()
     await Promise.all([serverClosed, this.sockets.terminateAll()])
+    // libp2p sees a connection close when its WebSocket does, a few ticks
+    // after the socket: resolve when libp2p holds none of them, as upstream does
+    await this.connections.whenClosed()
 
     if (this.addr != null) {
       this.metrics.status?.update({ [this.addr]: 0 })

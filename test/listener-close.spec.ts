@@ -1,11 +1,13 @@
 import net from 'node:net'
 import { getNetConfig } from '@libp2p/utils'
 import { expect } from 'aegir/chai'
+import { createNode } from '../toolbox/node.ts'
 import { closedByServer, silentClient, upgradedClient } from '../toolbox/stalled-clients.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
 import { totalOf } from './fixtures/internals.ts'
 import type { TrackingListener } from './fixtures/internals.ts'
+import type { Libp2p, Listener } from '@libp2p/interface'
 
 describe('listener.close()', () => {
   let listener: TrackingListener | undefined
@@ -58,6 +60,34 @@ describe('listener.close()', () => {
     // the upgrade itself is told to stop, not only left without a socket
     expect(bare.signals[0].aborted).to.be.true()
     expect(bare.upgrading[0].status).to.not.equal('open')
+  })
+
+  it('resolves once the connections it accepted are closed, so the node holds none of them', async () => {
+    const nodes: Libp2p[] = []
+
+    try {
+      const node = await createNode()
+      nodes.push(node)
+      // one dialing node per connection: a node dials a peer once
+      for (let i = 0; i < 3; i++) {
+        const dialer = await createNode({ listen: [] })
+        nodes.push(dialer)
+        await withDeadline(dialer.dial(node.getMultiaddrs()[0]), 5_000, 'a dial')
+      }
+
+      await until(() => node.getConnections().length === 3, 5_000, 'the node holding three connections')
+      const inbound = node.getConnections()
+      const listeners: Listener[] = (node as any).components.transportManager.getListeners()
+
+      await withDeadline(Promise.all(listeners.map(async listener => listener.close())), 2_000, 'close()')
+
+      // as with @libp2p/tcp and upstream: a connection whose socket is gone
+      // is not left looking open to libp2p after close() resolves
+      expect(inbound.map(connection => connection.status)).to.not.include('open')
+      expect(node.getConnections()).to.be.empty()
+    } finally {
+      await Promise.all(nodes.map(async node => node.stop()))
+    }
   })
 
   it('terminates sockets that keep arriving while it closes', async () => {
