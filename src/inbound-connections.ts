@@ -116,15 +116,31 @@ export class InboundConnections {
   /**
    * Resolves once every connection created so far has closed. Once their
    * sockets are terminated, that is a matter of ticks: their WebSockets see
-   * the sockets close, and the connections see their WebSockets close
+   * the sockets close, and the connections see their WebSockets close. Should
+   * a connection not report its close within `ms` all the same, it is aborted
+   * and forgotten, so that close() stays bounded whatever happens below it
    */
-  async whenClosed (): Promise<void> {
+  async whenClosed (ms: number): Promise<void> {
     if (this.live.size === 0) {
       return
     }
 
     this.drained ??= Promise.withResolvers()
-    await this.drained.promise
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const expired = new Promise<true>(resolve => {
+      timer = setTimeout(resolve, ms, true)
+    })
+    const timedOut = await Promise.race([this.drained.promise.then(() => false), expired])
+    clearTimeout(timer)
+
+    if (timedOut) {
+      this.init.log.error('%d inbound connections did not report their close within %dms of their sockets being terminated', this.live.size, ms)
+
+      for (const maConn of [...this.live]) {
+        maConn.abort(new Error('The listener closed'))
+        this.forget(maConn)
+      }
+    }
   }
 
   private forget (maConn: MultiaddrConnection): void {

@@ -8,7 +8,7 @@ import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { TypedEventEmitter } from 'main-event'
 import { AttachedServer } from './attached-server.ts'
 import { TrustedProxies } from './client-address.ts'
-import { REQUEST_IDLE_TIMEOUT } from './constants.ts'
+import { CLOSE_TIMEOUT, REQUEST_IDLE_TIMEOUT } from './constants.ts'
 import { InboundConnections } from './inbound-connections.ts'
 import { InboundSockets } from './inbound-sockets.ts'
 import { closeServer, listenOn, socketOptions } from './utils.ts'
@@ -60,7 +60,8 @@ export interface WebSocketListenerMetrics {
 
 /**
  * `starting` from a call to listen() until the server listens; `closing` from
- * the first call to close() until every socket is gone. Only ever forward
+ * the first call to close() until every socket is gone and every connection
+ * closed. Only ever forward
  */
 type ListenerStatus = 'ready' | 'starting' | 'listening' | 'closing' | 'closed'
 
@@ -309,7 +310,7 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     await Promise.all([serverClosed, this.sockets.terminateAll()])
     // libp2p sees a connection close when its WebSocket does, a few ticks
     // after the socket: resolve when libp2p holds none of them, as upstream does
-    await this.connections.whenClosed()
+    await this.connections.whenClosed(this.init.closeTimeout ?? CLOSE_TIMEOUT)
 
     if (this.addr != null) {
       this.metrics.status?.update({ [this.addr]: 0 })

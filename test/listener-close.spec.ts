@@ -90,6 +90,31 @@ describe('listener.close()', () => {
     }
   })
 
+  it('stays bounded by closeTimeout, and aborts the connection, should a connection never report its close', async () => {
+    const node = await createNode({ init: { closeTimeout: 200 } })
+    const dialer = await createNode({ listen: [] })
+
+    try {
+      await withDeadline(dialer.dial(node.getMultiaddrs()[0]), 5_000, 'a dial')
+      await until(() => node.getConnections().length === 1, 5_000, 'the node holding the connection')
+      const [connection] = node.getConnections()
+      // stand-in for a close event lost below us: the connection's own
+      // MultiaddrConnection swallows its 'close'
+      const maConn = (connection as any).maConn
+      const dispatch = maConn.dispatchEvent.bind(maConn)
+      maConn.dispatchEvent = (evt: Event) => evt.type === 'close' ? true : dispatch(evt)
+      const listeners: Listener[] = (node as any).components.transportManager.getListeners()
+
+      const started = Date.now()
+      await withDeadline(Promise.all(listeners.map(async listener => listener.close())), 2_000, 'close()')
+
+      expect(Date.now() - started).to.be.at.least(150)
+      expect(connection.status).to.not.equal('open')
+    } finally {
+      await Promise.all([node.stop(), dialer.stop()])
+    }
+  })
+
   it('terminates sockets that keep arriving while it closes', async () => {
     ({ listener } = bareListener())
     await listener.listen(LOOPBACK_WS)
