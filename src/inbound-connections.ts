@@ -54,13 +54,6 @@ export interface InboundConnectionsInit {
 export class InboundConnections {
   private readonly init: InboundConnectionsInit
 
-  /**
-   * Connections created and not closed yet. A socket is gone as soon as it is
-   * terminated; its connection learns so, and tells libp2p, a few ticks later
-   */
-  private readonly live = new Set<MultiaddrConnection>()
-  private drained?: PromiseWithResolvers<void>
-
   constructor (init: InboundConnectionsInit) {
     this.init = init
   }
@@ -98,8 +91,7 @@ export class InboundConnections {
     })
 
     log('new inbound connection %s from %s:%d', maConn.remoteAddr, raw.remoteAddress, raw.remotePort)
-    this.live.add(maConn)
-    maConn.addEventListener('close', () => { this.forget(maConn) }, { once: true })
+    this.init.sockets.holdConnection(raw, maConn)
 
     this.init.upgrader.upgradeInbound(maConn, {
       signal: controller.signal
@@ -114,41 +106,36 @@ export class InboundConnections {
   }
 
   /**
-   * Resolves once every connection created so far has closed. Once their
-   * sockets are terminated, that is a matter of ticks: their WebSockets see
-   * the sockets close, and the connections see their WebSockets close. Should
-   * a connection not report its close within `ms` all the same, it is aborted
-   * and forgotten, so that close() stays bounded whatever happens below it
+   * Resolves once each of `connections` has closed. Once their sockets are
+   * terminated, that is a matter of ticks: their WebSockets see the sockets
+   * close, and the connections see their WebSockets close. Should one not
+   * report its close within `ms` all the same, it is aborted, so that the
+   * listener's close() stays bounded whatever happens below it
    */
-  async whenClosed (ms: number): Promise<void> {
-    if (this.live.size === 0) {
+  async whenClosed (connections: MultiaddrConnection[], ms: number): Promise<void> {
+    const closing = connections.filter(maConn => maConn.status === 'open' || maConn.status === 'closing')
+
+    if (closing.length === 0) {
       return
     }
 
-    this.drained ??= Promise.withResolvers()
     let timer: ReturnType<typeof setTimeout> | undefined
+    const closed = Promise.all(closing.map(async maConn => new Promise<void>(resolve => {
+      maConn.addEventListener('close', () => { resolve() }, { once: true })
+    })))
     const expired = new Promise<true>(resolve => {
       timer = setTimeout(resolve, ms, true)
     })
-    const timedOut = await Promise.race([this.drained.promise.then(() => false), expired])
+    const timedOut = await Promise.race([closed.then(() => false), expired])
     clearTimeout(timer)
 
     if (timedOut) {
-      this.init.log.error('%d inbound connections did not report their close within %dms of their sockets being terminated', this.live.size, ms)
+      const left = closing.filter(maConn => maConn.status === 'open' || maConn.status === 'closing')
+      this.init.log.error('%d inbound connections did not report their close within %dms of their sockets being terminated', left.length, ms)
 
-      for (const maConn of [...this.live]) {
+      for (const maConn of left) {
         maConn.abort(new Error('The listener closed'))
-        this.forget(maConn)
       }
-    }
-  }
-
-  private forget (maConn: MultiaddrConnection): void {
-    this.live.delete(maConn)
-
-    if (this.live.size === 0 && this.drained != null) {
-      this.drained.resolve()
-      this.drained = undefined
     }
   }
 }

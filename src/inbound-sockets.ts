@@ -5,7 +5,7 @@ import { readProxyHeader } from './read-proxy-header.ts'
 import { ServedConnection } from './served-connection.ts'
 import { SocketRegistry } from './socket-registry.ts'
 import type { ClientAddress, TrustedProxies } from './client-address.ts'
-import type { Logger, Metrics } from '@libp2p/interface'
+import type { Logger, Metrics, MultiaddrConnection } from '@libp2p/interface'
 import type { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type net from 'node:net'
@@ -41,6 +41,11 @@ interface InboundRecord {
    * A plain HTTP connection the user's handler serves
    */
   served?: ServedConnection
+
+  /**
+   * The libp2p connection over the socket, from the `upgrading` phase on
+   */
+  connection?: MultiaddrConnection
 }
 
 /**
@@ -312,6 +317,24 @@ export class InboundSockets {
     }
 
     return true
+  }
+
+  /**
+   * Remember the libp2p connection created over a socket we accepted
+   */
+  holdConnection (socket: net.Socket, connection: MultiaddrConnection): void {
+    const record = this.sockets.dataOf(socket)
+
+    if (record != null) {
+      record.connection = connection
+    }
+  }
+
+  /**
+   * The libp2p connections over the sockets held now
+   */
+  connections (): MultiaddrConnection[] {
+    return this.sockets.allData().flatMap(record => record.connection ?? [])
   }
 
   /**

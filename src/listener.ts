@@ -307,10 +307,13 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
     this.https?.closeAllConnections()
 
     this.upgrades.close()
+    // taken before the sockets go: the registry lets go of each as it
+    // terminates it, and no connection is created from here on
+    const connections = this.sockets.connections()
     await Promise.all([serverClosed, this.sockets.terminateAll()])
     // libp2p sees a connection close when its WebSocket does, a few ticks
     // after the socket: resolve when libp2p holds none of them, as upstream does
-    await this.connections.whenClosed(this.init.closeTimeout ?? CLOSE_TIMEOUT)
+    await this.connections.whenClosed(connections, this.init.closeTimeout ?? CLOSE_TIMEOUT)
 
     if (this.addr != null) {
       this.metrics.status?.update({ [this.addr]: 0 })

@@ -95,6 +95,21 @@ export class SocketRegistry<Handle extends object, Phase extends string, Data = 
   }
 
   /**
+   * The data of every tracked handle that has some
+   */
+  allData (): Data[] {
+    const all: Data[] = []
+
+    for (const { data } of this.records.values()) {
+      if (data != null) {
+        all.push(data)
+      }
+    }
+
+    return all
+  }
+
+  /**
    * Own a new handle, in its first phase. A handle is tracked once: tracking
    * it again, even after it left, is a mistake of the caller's
    */
