@@ -46,8 +46,8 @@ async function benchNode (transport: TransportId, init?: WebSocketsInit, listen 
  * libp2p 3.3's `ConnectionManager.getConnections()` builds its list with
  * `concat` in a loop, quadratic in the number of peers, and its connection
  * pruner calls it on every new connection: opening 4,000 connections spent 30
- * of the listener's 70 CPU seconds there, and 10,000 would take most of an
- * hour, whatever the transport. The same list in linear time, so the scale
+ * of the listener's 70 CPU seconds there, and 10,000 would take about ten
+ * minutes, whatever the transport. The same list in linear time, so the scale
  * rows measure transports rather than that
  */
 function linearGetConnections (node: Libp2p): void {
