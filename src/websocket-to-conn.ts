@@ -2,6 +2,7 @@ import { InvalidMessageError, TimeoutError } from '@libp2p/interface'
 import { AbstractMultiaddrConnection } from '@libp2p/utils'
 import { allocUnsafe } from 'uint8arrays/alloc'
 import { BUFFERED_AMOUNT_POLL_INTERVAL, CLOSE_TIMEOUT, MAX_BUFFERED_AMOUNT } from './constants.ts'
+import { writeDataFrame } from './data-frames.ts'
 import { resetSocket, terminateWebSocket } from './utils.ts'
 import type { AbortOptions, MultiaddrConnection } from '@libp2p/interface'
 import type { AbstractMultiaddrConnectionInit, SendResult } from '@libp2p/utils'
@@ -25,6 +26,7 @@ export interface WebSocketLike {
   binaryType: string
   readonly bufferedAmount: number
   readonly readyState: number
+  readonly extensions?: string
   send(data: Uint8Array, cb?: (err?: Error) => void): void
   close(code?: number, reason?: string): void
   addEventListener(type: string, listener: (evt: any) => void, options?: { once?: boolean }): void
@@ -63,6 +65,18 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
   private readonly stopping?: AbortSignal
   private bufferedAmountPoll?: ReturnType<typeof setTimeout>
 
+  /**
+   * The socket our data frames go to directly: where there is one, and the
+   * WebSocket says (as `ws` does) that it negotiated no extension that would
+   * transform them
+   */
+  private readonly frameSocket?: Socket
+
+  /**
+   * A client masks what it sends (RFC 6455 section 5.3), a server does not
+   */
+  private readonly masked: boolean
+
   constructor (init: WebSocketMultiaddrConnectionInit) {
     super(init)
 
@@ -72,6 +86,8 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.bufferedAmountPollInterval = init.bufferedAmountPollInterval ?? BUFFERED_AMOUNT_POLL_INTERVAL
     this.closeTimeout = init.closeTimeout ?? CLOSE_TIMEOUT
     this.stopping = init.stopping
+    this.frameSocket = init.socket != null && init.websocket.extensions === '' ? init.socket : undefined
+    this.masked = init.direction === 'outbound'
 
     this.onMessage = this.onMessage.bind(this)
     this.websocket.addEventListener('message', this.onMessage)
@@ -157,25 +173,29 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
    * per piece, and gives the peer's noise decoder whole frames
    */
   private sendMessages (data: Uint8ArrayList): void {
+    const direct = this.frameSocket
     let batch: Uint8Array[] = []
     let batchLength = 0
 
     const flush = (last: boolean): void => {
       if (batchLength > 0) {
-        const message = join(batch, batchLength)
-        batch = []
-        batchLength = 0
-
         // the last message's callback runs once everything before it has
         // reached the kernel, which is when `bufferedAmount` goes down. The
         // socket's own 'drain' is no substitute: Node.js emits it only after
         // a write went over the socket's high-water mark (64 KiB), so a
         // smaller `maxBufferedAmount` would wait for it forever
-        if (last && this.socket != null) {
-          this.websocket.send(message, this.onSent)
-        } else {
-          this.websocket.send(message)
+        const onSent = last && this.socket != null ? this.onSent : undefined
+
+        if (direct == null) {
+          this.websocket.send(join(batch, batchLength), onSent)
+        } else if (this.websocket.readyState === OPEN) {
+          writeDataFrame(direct, batch, batchLength, this.masked, onSent)
         }
+        // else closing: no data frame may follow a close frame. `ws` would
+        // drop it too, after building an error for the callback
+
+        batch = []
+        batchLength = 0
       }
     }
 

@@ -50,7 +50,8 @@ function ours (files: string[]): string[] {
  * `ours` holds the browser mappings of package.json and not what they replace
  */
 function expectBrowserVersions (files: string[]): void {
-  expect(files).to.include.members(['listener.browser.js', 'web-socket.browser.js'])
+  expect(files).to.include.members(['data-frames.browser.js', 'listener.browser.js', 'web-socket.browser.js'])
+  expect(files).to.not.include('data-frames.js')
   expect(files).to.not.include('listener.js')
   expect(files).to.not.include('web-socket.js')
 }

@@ -225,13 +225,18 @@ describe('limits', function () {
     }
 
     it('is larger by default than any message libp2p with noise and yamux sends', async () => {
+      // the size of every message either side receives (our data frames do
+      // not go through `send()`)
       const sizes: number[] = []
-      const send = WebSocket.prototype.send
-      WebSocket.prototype.send = function (this: WebSocket, data: any, ...rest: any[]) {
-        sizes.push(data?.byteLength ?? data?.length ?? 0)
-        return (send as (...args: any[]) => void).apply(this, [data, ...rest])
-      } as typeof send
-      restore.push(() => { WebSocket.prototype.send = send })
+      const emit = WebSocket.prototype.emit
+      WebSocket.prototype.emit = function (this: WebSocket, event: string | symbol, ...args: any[]) {
+        if (event === 'message') {
+          sizes.push(args[0]?.byteLength ?? 0)
+        }
+
+        return emit.apply(this, [event, ...args])
+      }
+      restore.push(() => { WebSocket.prototype.emit = emit })
 
       const { ma } = await listeningNode(nodes)
       const dialer = await dialerNode(nodes)

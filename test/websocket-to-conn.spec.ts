@@ -250,6 +250,62 @@ describe('a connection over a WebSocket', () => {
     maConn.abort(new Error('done'))
   })
 
+  it('writes its data frames itself, behind ws, when no extension was negotiated', async () => {
+    const { websocket, socket } = await openClient(await healthyServer())
+    const remote = await peer
+    const received = new Promise<Buffer>(resolve => { remote.once('message', resolve) })
+    const maConn = toMaConn(websocket, socket)
+    let sends = 0
+    const send = websocket.send.bind(websocket)
+    websocket.send = ((...args: Parameters<WebSocket['send']>) => { sends++; send(...args) }) as WebSocket['send']
+
+    expect(websocket.extensions).to.equal('')
+    maConn.send(Uint8Array.from([4, 5, 6]))
+
+    expect(await withDeadline(received, 1_000, 'the message')).to.equalBytes(Uint8Array.from([4, 5, 6]))
+    expect(sends).to.equal(0)
+    maConn.abort(new Error('done'))
+  })
+
+  it('leaves its messages to ws when an extension was negotiated, so that ws applies it', async () => {
+    server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true })
+    await pEvent(server, 'listening')
+    const connected = pEvent<'connection', ServerSideWebSocket>(server, 'connection')
+    const websocket = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`, { perMessageDeflate: true })
+    let socket: Socket | undefined
+    websocket.once('upgrade', (res) => { socket = res.socket as Socket })
+    await withDeadline(pEvent(websocket, 'open'), 2_000, 'the client open')
+    const remote = await withDeadline(connected, 2_000, 'the server side')
+    const received = new Promise<Buffer>(resolve => { remote.once('message', resolve) })
+    const maConn = toMaConn(websocket, socket as Socket)
+    let sends = 0
+    const send = websocket.send.bind(websocket)
+    websocket.send = ((...args: Parameters<WebSocket['send']>) => { sends++; send(...args) }) as WebSocket['send']
+
+    expect(websocket.extensions).to.equal('permessage-deflate')
+    // large enough for ws to compress it
+    const data = new Uint8Array(4096).fill(9)
+    maConn.send(data)
+
+    expect(await withDeadline(received, 1_000, 'the message')).to.equalBytes(data)
+    expect(sends).to.equal(1)
+    maConn.abort(new Error('done'))
+  })
+
+  it('writes no data frame after its close frame', async () => {
+    mute = await muteWebSocketServer()
+    const { websocket, socket } = await openClient(mute.url)
+    const maConn = toMaConn(websocket, socket)
+
+    websocket.close(1000)
+    // Node.js counts what is queued in bytesWritten already
+    const written = socket.bytesWritten
+    maConn.send(Uint8Array.from([1, 2, 3]))
+
+    expect(socket.bytesWritten).to.equal(written)
+    maConn.abort(new Error('done'))
+  })
+
   it('closes an idle connection after the inactivity timeout', async () => {
     const { websocket, socket } = await openClient(await healthyServer())
     const maConn = webSocketToMaConn({
