@@ -307,8 +307,10 @@ export class InboundSockets {
       return false
     }
 
-    if (!handshakePhases.has(phase)) {
-      clearTimeout(record?.deadline)
+    // the record lives as long as the connection: it keeps no spent timer
+    if (!handshakePhases.has(phase) && record != null) {
+      clearTimeout(record.deadline)
+      record.deadline = undefined
     }
 
     // a kept-alive HTTP connection asking for an upgrade is a WebSocket now

@@ -483,7 +483,7 @@ class WebSockets implements Transport<WebSocketsDialEvents>, Startable {
     if (isWs) {
       ws.once('upgrade', (res: http.IncomingMessage) => {
         socket = res.socket as Socket
-        dropOnProtocolError(websocket, socket)
+        dropOnProtocolError(ws, socket)
       })
     }
 

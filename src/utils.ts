@@ -1,5 +1,6 @@
 import type { WebSocketLike } from './websocket-to-conn.ts'
 import type { ListenOptions, Server, Socket } from 'node:net'
+import type { WebSocket } from 'ws'
 
 /**
  * TCP options for the sockets under the WebSockets, named as in
@@ -104,14 +105,14 @@ export function resetSocket (socket: Socket): void {
  *
  * Call it where the socket is first known, before any frame is read
  */
-export function dropOnProtocolError (websocket: WebSocketLike, socket: Socket): void {
-  websocket.addEventListener('error', () => {
+export function dropOnProtocolError (websocket: WebSocket, socket: Socket): void {
+  websocket.once('error', () => {
     if (!socket.destroyed) {
       socket.end(() => {
-        terminateWebSocket(websocket)
+        websocket.terminate()
       })
     }
-  }, { once: true })
+  })
 }
 
 /**

@@ -20,7 +20,8 @@ const CLOSED = 3
 
 /**
  * What this module needs of a WebSocket: the browser's and `ws`'s both fit.
- * The optional members exist on `ws` only
+ * The optional members but `extensions` exist on `ws` only, as do the
+ * `NodeEvents` below
  */
 export interface WebSocketLike {
   binaryType: string
@@ -34,6 +35,19 @@ export interface WebSocketLike {
   terminate?(): void
   pause?(): void
   resume?(): void
+}
+
+/**
+ * `ws`'s own events, which it emits with no event object around them
+ */
+interface NodeEvents {
+  on(type: 'message', listener: (data: unknown, isBinary: boolean) => void): unknown
+  on(type: 'error', listener: (err: Error) => void): unknown
+  off(type: 'message', listener: (data: unknown, isBinary: boolean) => void): unknown
+}
+
+function hasNodeEvents (websocket: WebSocketLike): websocket is WebSocketLike & NodeEvents {
+  return typeof (websocket as Partial<NodeEvents>).on === 'function'
 }
 
 export interface WebSocketMultiaddrConnectionInit extends Omit<AbstractMultiaddrConnectionInit, 'name'> {
@@ -77,6 +91,9 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
    */
   private readonly masked: boolean
 
+  private readonly onWsMessage?: (data: unknown, isBinary: boolean) => void
+  private readonly onMessageEvent?: (evt: { data: unknown }) => void
+
   constructor (init: WebSocketMultiaddrConnectionInit) {
     super(init)
 
@@ -89,21 +106,40 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     this.frameSocket = init.socket != null && init.websocket.extensions === '' ? init.socket : undefined
     this.masked = init.direction === 'outbound'
 
-    this.onMessage = this.onMessage.bind(this)
-    this.websocket.addEventListener('message', this.onMessage)
-
     // `ws` emits 'error' for protocol violations by the peer (bad frames,
     // oversize messages): it has already sent the right close code, and the
     // socket's owner drops the peer (`dropOnProtocolError`), but an 'error'
     // nobody listens to would crash the process
-    this.websocket.addEventListener('error', (evt) => {
-      this.log('websocket error - %e', evt?.error ?? evt)
-    })
+    const onError = (err: unknown): void => {
+      this.log('websocket error - %e', err)
+    }
+
+    // `ws`'s messages and errors come through its own events: its
+    // `addEventListener` wraps each listener (memory per connection), and
+    // builds an event object per message
+    if (hasNodeEvents(this.websocket)) {
+      this.onWsMessage = (data, isBinary) => {
+        this.onMessage(isBinary ? data : String(data))
+      }
+      this.websocket.on('message', this.onWsMessage)
+      this.websocket.on('error', onError)
+    } else {
+      this.onMessageEvent = (evt) => {
+        this.onMessage(evt.data)
+      }
+      this.websocket.addEventListener('message', this.onMessageEvent)
+      this.websocket.addEventListener('error', (evt) => { onError(evt?.error ?? evt) })
+    }
 
     this.websocket.addEventListener('close', (evt) => {
       this.log('closed - code %d, reason "%s", wasClean %s', evt.code, evt.reason, evt.wasClean)
       this.stopPolling()
-      this.websocket.removeEventListener('message', this.onMessage)
+
+      if (this.onWsMessage != null && hasNodeEvents(this.websocket)) {
+        this.websocket.off('message', this.onWsMessage)
+      } else if (this.onMessageEvent != null) {
+        this.websocket.removeEventListener('message', this.onMessageEvent)
+      }
 
       // only a connection still open can be reset by the peer: one we were
       // closing ends as closed even if we had to terminate it, one we aborted
@@ -130,9 +166,7 @@ class WebSocketMultiaddrConnection extends AbstractMultiaddrConnection {
     }
   }
 
-  private onMessage (evt: { data: unknown }): void {
-    const data = evt.data
-
+  private onMessage (data: unknown): void {
     if (data instanceof Uint8Array) {
       this.onData(data)
     } else if (data instanceof ArrayBuffer) {

@@ -357,6 +357,20 @@ describe('listener', function () {
       expect(WebSocketsSecure.exactMatch(connection.remoteAddr)).to.be.true()
     })
 
+    it('keeps no spent handshake timer for an open connection, whose record lives as long as it does', async () => {
+      const listener = createListener()
+      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+
+      await inboundConnection(listener.getAddrs()[0])
+
+      // what the listener keeps per socket (white box: an idle connection's
+      // memory is the figure this guards)
+      const records: Array<Record<string, unknown>> = (listener as any).sockets.sockets.allData()
+      expect(records).to.have.lengthOf(1)
+      expect(records[0]).to.have.property('connection')
+      expect(records[0].deadline).to.be.undefined()
+    })
+
     it('labels each connection on a port serving both by how it arrived', async () => {
       const { port } = await listenerWithProvisionedCertificate()
 

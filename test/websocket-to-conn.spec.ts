@@ -85,6 +85,7 @@ describe('a connection over a WebSocket', () => {
     expect(await withDeadline(remoteClose, 1_000, 'the peer seeing the close')).to.equal(1000)
     expect(socket.destroyed).to.be.true()
     expect(activeTimers()).to.be.at.most(timers)
+    expect(websocket.listenerCount('message')).to.equal(0)
   })
 
   it('terminates the socket when a peer that stopped answering does not complete the closing handshake', async () => {
