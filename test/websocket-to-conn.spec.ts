@@ -496,6 +496,52 @@ describe('a connection over a WebSocket the test drives', () => {
     expect(websocket.sent.map(({ data }) => data.byteLength)).to.deep.equal([65_537])
   })
 
+  it('sends pieces of exactly 65,537 bytes in all, as noise hands over a full frame, as one message', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket, { maxBufferedAmount: Infinity })
+
+    // length prefix, ciphertext, tag
+    maConn.send(new Uint8ArrayList(new Uint8Array(2), new Uint8Array(65_519), new Uint8Array(16)))
+
+    expect(websocket.sent.map(({ data }) => data.byteLength)).to.deep.equal([65_537])
+  })
+
+  it('sends no message for an empty write', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+
+    maConn.send(new Uint8Array(0))
+    maConn.send(Uint8Array.from([1]))
+
+    expect(websocket.sent.map(({ data }) => data.byteLength)).to.deep.equal([1])
+  })
+
+  it('starts one poll however many writes find the buffer full', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    maConn.send(Uint8Array.from([1]))
+    maConn.send(Uint8Array.from([2]))
+    maConn.send(Uint8Array.from([3]))
+
+    expect(activeTimers()).to.equal(timers + 1)
+    maConn.abort(new Error('test'))
+    expect(activeTimers()).to.equal(timers)
+  })
+
+  it('closes at once over a WebSocket that is closed already, without waiting for a close event that came before', async () => {
+    const websocket = new FakeWebSocket()
+    websocket.readyState = 3
+    const maConn = toFakeMaConn(websocket, { closeTimeout: 5_000 })
+
+    await withDeadline(maConn.close(), 1_000, 'close()')
+
+    expect(websocket.closeCalls).to.be.empty()
+    expect(maConn.status).to.equal('closed')
+  })
+
   it('joins small pieces into a message that owns its memory, not a slice of a shared pool', () => {
     const websocket = new FakeWebSocket()
     const maConn = toFakeMaConn(websocket)
