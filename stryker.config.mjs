@@ -26,6 +26,7 @@ export default {
     spec: [
       'dist/test/backpressure.spec.js',
       'dist/test/client-address.spec.js',
+      'dist/test/data-frames.spec.js',
       'dist/test/dial.spec.js',
       'dist/test/hostile-peers.spec.js',
       'dist/test/lifecycle.spec.js',

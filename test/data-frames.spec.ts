@@ -60,6 +60,21 @@ function cut (data: Uint8Array): Uint8Array[] {
   return pieces
 }
 
+/**
+ * The shortest header of an unmasked frame of `length` bytes
+ */
+function serverHeaderSize (length: number): number {
+  if (length > 65_535) {
+    return 10
+  }
+
+  if (length > 125) {
+    return 4
+  }
+
+  return 2
+}
+
 function messages (websocket: WebSocket | ServerSideWebSocket): Uint8Array[] {
   const received: Uint8Array[] = []
   websocket.on('message', (data: Buffer) => { received.push(data) })
@@ -174,6 +189,40 @@ describe('data frames written straight to the socket', () => {
     // random 32 bit keys: a repeat among 100 is a one in a million chance
     const keys = new Set(frames.map(frame => frame.maskKey?.toString('hex')))
     expect(keys.size).to.be.at.least(count - 1)
+  })
+
+  it('encodes each length in as few bytes as RFC 6455 allows', async () => {
+    raw = createServer()
+    raw.listen(0, '127.0.0.1')
+    await pEvent(raw, 'listening')
+    const accepted = pEvent<'connection', Socket>(raw, 'connection')
+    const socket = createConnection((raw.address() as AddressInfo).port, '127.0.0.1')
+    await withDeadline(pEvent(socket, 'connect'), 5_000, 'the connect')
+    const peer = await withDeadline(accepted, 5_000, 'the raw peer')
+    const chunks: Buffer[] = []
+    peer.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+
+    // length, and the second header byte (7 bit length or 126 / 127) of a
+    // server's unmasked frame
+    const cases = [[125, 125], [126, 126], [65_535, 126], [65_536, 127]]
+    let total = 0
+
+    for (const [length] of cases) {
+      writeDataFrame(socket, cut(bytes(length, 1)), length, false)
+      total += length + serverHeaderSize(length)
+    }
+
+    await until(() => Buffer.concat(chunks).byteLength >= total, 5_000, 'every frame')
+    socket.destroy()
+    peer.destroy()
+
+    const received = Buffer.concat(chunks)
+    let offset = 0
+
+    for (const [length, code] of cases) {
+      expect(received[offset + 1], `length ${length}`).to.equal(code)
+      offset += length + serverHeaderSize(length)
+    }
   })
 
   it('keeps each frame whole while the kernel holds many and the peer reads nothing', async () => {
