@@ -100,6 +100,49 @@ describe('data frames written straight to the socket', () => {
     return pair
   }
 
+  /**
+   * A TCP connection to a peer that records every byte it receives
+   */
+  async function openRaw (): Promise<{ socket: Socket, received(): Buffer, close(): void }> {
+    raw = createServer()
+    raw.listen(0, '127.0.0.1')
+    await pEvent(raw, 'listening')
+    const accepted = pEvent<'connection', Socket>(raw, 'connection')
+    const socket = createConnection((raw.address() as AddressInfo).port, '127.0.0.1')
+    await withDeadline(pEvent(socket, 'connect'), 5_000, 'the connect')
+    const peer = await withDeadline(accepted, 5_000, 'the raw peer')
+    const chunks: Buffer[] = []
+    peer.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+
+    return {
+      socket,
+      received: () => Buffer.concat(chunks),
+      close: () => {
+        socket.destroy()
+        peer.destroy()
+      }
+    }
+  }
+
+  /**
+   * Write a message of every length in `LENGTHS` with `write`, and check that
+   * `receiver` gets each whole
+   */
+  async function expectWholeAtEveryLength (write: typeof writeDataFrame, socket: Socket, receiver: WebSocket | ServerSideWebSocket, masked: boolean, seed: number): Promise<void> {
+    const received = messages(receiver)
+    const sent = LENGTHS.map((length, i) => bytes(length, i + seed))
+
+    for (const data of sent) {
+      write(socket, cut(data), data.byteLength, masked)
+    }
+
+    await until(() => received.length >= sent.length, 5_000, 'every message')
+
+    received.forEach((data, i) => {
+      expect(data, `message of ${sent[i].byteLength} bytes`).to.equalBytes(sent[i])
+    })
+  }
+
   afterEach(async () => {
     pair?.client.terminate()
     pair?.server.terminate()
@@ -110,34 +153,14 @@ describe('data frames written straight to the socket', () => {
 
   it('a client\'s masked frames reach a ws server whole, at every length and piece boundary', async () => {
     const { clientSocket, server } = await openPair()
-    const received = messages(server)
-    const sent = LENGTHS.map((length, i) => bytes(length, i))
 
-    for (const data of sent) {
-      writeDataFrame(clientSocket, cut(data), data.byteLength, true)
-    }
-
-    await until(() => received.length >= sent.length, 5_000, 'every message at the server')
-
-    received.forEach((data, i) => {
-      expect(data, `message of ${sent[i].byteLength} bytes`).to.equalBytes(sent[i])
-    })
+    await expectWholeAtEveryLength(writeDataFrame, clientSocket, server, true, 0)
   })
 
   it('a server\'s unmasked frames reach a ws client whole, at every length and piece boundary', async () => {
     const { client, serverSocket } = await openPair()
-    const received = messages(client)
-    const sent = LENGTHS.map((length, i) => bytes(length, i + 100))
 
-    for (const data of sent) {
-      writeDataFrame(serverSocket, cut(data), data.byteLength, false)
-    }
-
-    await until(() => received.length >= sent.length, 5_000, 'every message at the client')
-
-    received.forEach((data, i) => {
-      expect(data, `message of ${sent[i].byteLength} bytes`).to.equalBytes(sent[i])
-    })
+    await expectWholeAtEveryLength(writeDataFrame, serverSocket, client, false, 100)
   })
 
   it('calls back once the frame is written, with the last piece of a server\'s frame', async () => {
@@ -154,15 +177,7 @@ describe('data frames written straight to the socket', () => {
   })
 
   it('masks every frame of a client with a key of its own, and sets the mask bit', async () => {
-    raw = createServer()
-    raw.listen(0, '127.0.0.1')
-    await pEvent(raw, 'listening')
-    const accepted = pEvent<'connection', Socket>(raw, 'connection')
-    const socket = createConnection((raw.address() as AddressInfo).port, '127.0.0.1')
-    await withDeadline(pEvent(socket, 'connect'), 5_000, 'the connect')
-    const peer = await withDeadline(accepted, 5_000, 'the raw peer')
-    const chunks: Buffer[] = []
-    peer.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    const { socket, received, close } = await openRaw()
 
     const data = bytes(64, 7)
     const count = 100
@@ -172,11 +187,10 @@ describe('data frames written straight to the socket', () => {
     }
 
     // each frame: 2 bytes of header, 4 of key, 64 of payload
-    await until(() => Buffer.concat(chunks).byteLength >= count * 70, 5_000, 'every frame')
-    socket.destroy()
-    peer.destroy()
+    await until(() => received().byteLength >= count * 70, 5_000, 'every frame')
+    close()
 
-    const frames = parseFrames(Buffer.concat(chunks))
+    const frames = parseFrames(received())
     expect(frames).to.have.lengthOf(count)
 
     for (const frame of frames) {
@@ -192,15 +206,7 @@ describe('data frames written straight to the socket', () => {
   })
 
   it('encodes each length in as few bytes as RFC 6455 allows', async () => {
-    raw = createServer()
-    raw.listen(0, '127.0.0.1')
-    await pEvent(raw, 'listening')
-    const accepted = pEvent<'connection', Socket>(raw, 'connection')
-    const socket = createConnection((raw.address() as AddressInfo).port, '127.0.0.1')
-    await withDeadline(pEvent(socket, 'connect'), 5_000, 'the connect')
-    const peer = await withDeadline(accepted, 5_000, 'the raw peer')
-    const chunks: Buffer[] = []
-    peer.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    const { socket, received, close } = await openRaw()
 
     // length, and the second header byte (7 bit length or 126 / 127) of a
     // server's unmasked frame
@@ -212,15 +218,14 @@ describe('data frames written straight to the socket', () => {
       total += length + serverHeaderSize(length)
     }
 
-    await until(() => Buffer.concat(chunks).byteLength >= total, 5_000, 'every frame')
-    socket.destroy()
-    peer.destroy()
+    await until(() => received().byteLength >= total, 5_000, 'every frame')
+    close()
 
-    const received = Buffer.concat(chunks)
+    const bytesOnWire = received()
     let offset = 0
 
     for (const [length, code] of cases) {
-      expect(received[offset + 1], `length ${length}`).to.equal(code)
+      expect(bytesOnWire[offset + 1], `length ${length}`).to.equal(code)
       offset += length + serverHeaderSize(length)
     }
   })
@@ -258,18 +263,8 @@ describe('data frames written straight to the socket', () => {
       const { writeDataFrame: writeWithoutBufferutil } = await import(url.href)
 
       const { clientSocket, server } = await openPair()
-      const received = messages(server)
-      const sent = LENGTHS.map((length, i) => bytes(length, i + 200))
 
-      for (const data of sent) {
-        writeWithoutBufferutil(clientSocket, cut(data), data.byteLength, true)
-      }
-
-      await until(() => received.length >= sent.length, 5_000, 'every message at the server')
-
-      received.forEach((data, i) => {
-        expect(data, `message of ${sent[i].byteLength} bytes`).to.equalBytes(sent[i])
-      })
+      await expectWholeAtEveryLength(writeWithoutBufferutil, clientSocket, server, true, 200)
     } finally {
       if (saved == null) {
         delete process.env.WS_NO_BUFFER_UTIL
