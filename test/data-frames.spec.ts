@@ -180,7 +180,9 @@ describe('data frames written straight to the socket', () => {
     const { socket, received, close } = await openRaw()
 
     const data = bytes(64, 7)
-    const count = 100
+    // more frames than one fill of the key pool (2,048 keys), so that a
+    // refill happens within the test whatever frames came before it
+    const count = 2_100
 
     for (let i = 0; i < count; i++) {
       writeDataFrame(socket, cut(data), data.byteLength, true)
@@ -200,7 +202,7 @@ describe('data frames written straight to the socket', () => {
       expect(frame.payload).to.equalBytes(data)
     }
 
-    // random 32 bit keys: a repeat among 100 is a one in a million chance
+    // random 32 bit keys: two repeats among 2,100 is a one in ten million chance
     const keys = new Set(frames.map(frame => frame.maskKey?.toString('hex')))
     expect(keys.size).to.be.at.least(count - 1)
   })
