@@ -10,6 +10,7 @@ import { webSockets } from '../src/index.ts'
 import { webSocketToMaConn } from '../src/websocket-to-conn.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { recordingUpgrader } from './fixtures/recording-upgrader.ts'
+import { watchTimers } from './fixtures/timers.ts'
 import type { Listener, MultiaddrConnection } from '@libp2p/interface'
 import type { Hash } from 'node:crypto'
 import type { Socket } from 'node:net'
@@ -91,18 +92,9 @@ interface WriterState {
 interface ReaderState {
   frozen: boolean
 
-  /**
-   * A slow reader's pending resume, cleared once the test is done with it so
-   * that it is not taken for a timer the connection left behind
-   */
-  resumeTimer?: ReturnType<typeof setTimeout>
   received: number
   hash: Hash
   largestReadBuffer: number
-}
-
-function activeTimers (): number {
-  return process.getActiveResourcesInfo().filter(resource => resource === 'Timeout').length
 }
 
 function websocketOf (maConn: MultiaddrConnection): WebSocket {
@@ -164,7 +156,7 @@ function read (reader: MultiaddrConnection, kind: Reader): ReaderState {
 
     if (kind === 'slow') {
       reader.pause()
-      state.resumeTimer = setTimeout(() => { reader.resume() }, 1)
+      setTimeout(() => { reader.resume() }, 1)
     }
 
     if (kind === 'frozen then resumed' && state.received >= FREEZE_AFTER && !state.frozen) {
@@ -255,8 +247,7 @@ describe('backpressure', function () {
         for (const readerKind of READERS) {
           it(`delivers every byte to a ${readerKind} reader with maxBufferedAmount ${maxBufferedAmount}`, async () => {
             const { writer, reader, writerSocket } = await connect(writerKind, maxBufferedAmount)
-            // mocha's own timer for this test exists from here on too
-            const timers = activeTimers()
+            const timers = watchTimers(/src[\\/]websocket-to-conn\./)
             const received = read(reader, readerKind)
             const sent: WriterState = {
               written: 0,
@@ -284,9 +275,12 @@ describe('backpressure', function () {
             expect(received.hash.digest('hex')).to.equal(sent.hash.digest('hex'))
             expect(sent.largestPending).to.be.at.most(bound)
 
-            await withDeadline(Promise.all([writer.close(), reader.close()]), DEADLINE, 'both ends closing')
-            clearTimeout(received.resumeTimer)
-            expect(activeTimers()).to.be.at.most(timers)
+            try {
+              await withDeadline(Promise.all([writer.close(), reader.close()]), DEADLINE, 'both ends closing')
+            } finally {
+              timers.stop()
+            }
+            expect(timers.pending()).to.deep.equal([])
           })
         }
       }

@@ -12,6 +12,7 @@ import { namespaceTcpSockets } from '../toolbox/tcp-table.ts'
 import { until, withDeadline } from './fixtures/deadline.ts'
 import { FakeWebSocket, fakeSocket } from './fixtures/fake-websocket.ts'
 import { hostileWebSocketServer, muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
+import { watchTimers } from './fixtures/timers.ts'
 import type { WebSocketMultiaddrConnectionInit } from '../src/websocket-to-conn.ts'
 import type { HandMadeWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import type { MultiaddrConnection } from '@libp2p/interface'
@@ -45,6 +46,12 @@ function toMaConn (websocket: WebSocket, socket: Socket, stopping?: AbortSignal)
   })
 }
 
+/**
+ * Timers started by the module under test, and those it starts in `ws` (the
+ * close timer of `websocket.close()`)
+ */
+const OUR_CODE = /src[\\/]websocket-to-conn\./
+
 function activeTimers (): number {
   return process.getActiveResourcesInfo().filter(resource => resource === 'Timeout').length
 }
@@ -74,17 +81,21 @@ describe('a connection over a WebSocket', () => {
     const { websocket, socket } = await openClient(await healthyServer())
     const remote = await peer
     const remoteClose = new Promise<number>(resolve => { remote.once('close', (code: number) => { resolve(code) }) })
-    const timers = activeTimers()
+    const timers = watchTimers(OUR_CODE)
     const maConn = toMaConn(websocket, socket)
 
     const start = Date.now()
-    await withDeadline(maConn.close(), 2_000, 'close()')
+    try {
+      await withDeadline(maConn.close(), 2_000, 'close()')
+    } finally {
+      timers.stop()
+    }
 
     expect(Date.now() - start).to.be.lessThan(CLOSE_TIMEOUT)
     expect(maConn.status).to.equal('closed')
     expect(await withDeadline(remoteClose, 1_000, 'the peer seeing the close')).to.equal(1000)
     expect(socket.destroyed).to.be.true()
-    expect(activeTimers()).to.be.at.most(timers)
+    expect(timers.pending()).to.deep.equal([])
     expect(websocket.listenerCount('message')).to.equal(0)
   })
 
@@ -92,17 +103,21 @@ describe('a connection over a WebSocket', () => {
     mute = await muteWebSocketServer()
     const { websocket, socket } = await openClient(mute.url)
     const maConn = toMaConn(websocket, socket)
-    const timers = activeTimers()
+    const timers = watchTimers(OUR_CODE)
 
     const start = Date.now()
-    await withDeadline(maConn.close(), 2_000, 'close()')
+    try {
+      await withDeadline(maConn.close(), 2_000, 'close()')
+    } finally {
+      timers.stop()
+    }
     const elapsed = Date.now() - start
 
     expect(elapsed).to.be.at.least(CLOSE_TIMEOUT - 20)
     expect(elapsed).to.be.lessThan(CLOSE_TIMEOUT + 1_000)
     expect(socket.destroyed).to.be.true()
     await withDeadline(mute.clientClosed(), 1_000, 'the peer seeing the socket close')
-    expect(activeTimers()).to.be.at.most(timers)
+    expect(timers.pending()).to.deep.equal([])
   })
 
   it('while the node stops, sends the close frame and does not wait for the peer', async () => {
