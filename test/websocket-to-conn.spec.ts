@@ -413,6 +413,19 @@ describe('a connection over a WebSocket the test drives', () => {
     })
   }
 
+  /**
+   * A connection over a browser-like WebSocket whose buffer is full, and the
+   * number of timers active before any write polls it
+   */
+  function fullBufferedConnection (): { websocket: FakeWebSocket, maConn: MultiaddrConnection, timers: number } {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket)
+    const timers = activeTimers()
+    websocket.buffered = MAX_BUFFERED_AMOUNT
+
+    return { websocket, maConn, timers }
+  }
+
   function countDrains (maConn: MultiaddrConnection): { count: number } {
     const drains = { count: 0 }
     maConn.addEventListener('drain', () => { drains.count++ })
@@ -532,10 +545,7 @@ describe('a connection over a WebSocket the test drives', () => {
   })
 
   it('starts one poll however many writes find the buffer full', () => {
-    const websocket = new FakeWebSocket()
-    const maConn = toFakeMaConn(websocket)
-    const timers = activeTimers()
-    websocket.buffered = MAX_BUFFERED_AMOUNT
+    const { websocket, maConn, timers } = fullBufferedConnection()
 
     maConn.send(Uint8Array.from([1]))
     maConn.send(Uint8Array.from([2]))
@@ -569,10 +579,7 @@ describe('a connection over a WebSocket the test drives', () => {
   })
 
   it('stops polling when the peer drops the connection', () => {
-    const websocket = new FakeWebSocket()
-    const maConn = toFakeMaConn(websocket)
-    const timers = activeTimers()
-    websocket.buffered = MAX_BUFFERED_AMOUNT
+    const { websocket, maConn, timers } = fullBufferedConnection()
 
     maConn.send(Uint8Array.from([1]))
     expect(activeTimers()).to.equal(timers + 1)
@@ -583,10 +590,7 @@ describe('a connection over a WebSocket the test drives', () => {
   })
 
   it('stops polling as soon as it is aborted, before the WebSocket reports its close', () => {
-    const websocket = new FakeWebSocket()
-    const maConn = toFakeMaConn(websocket)
-    const timers = activeTimers()
-    websocket.buffered = MAX_BUFFERED_AMOUNT
+    const { websocket, maConn, timers } = fullBufferedConnection()
 
     maConn.send(Uint8Array.from([1]))
     expect(activeTimers()).to.equal(timers + 1)
