@@ -19,6 +19,9 @@ export default {
     '!src/**/*.browser.ts'
   ],
   testRunner: 'mocha',
+  // the runner, the checker, and our ignorer of log lines (see that file)
+  plugins: ['@stryker-mutator/*', './stryker.log-ignorer.mjs'],
+  ignorers: ['log-ignorer'],
   mochaOptions: {
     // the specs that exercise src/ logic in-process. Left out as too slow for
     // one run per mutant, or as not testing src/ logic: package, bundle, load,
