@@ -32,6 +32,7 @@ export default {
       'dist/test/data-frames.spec.js',
       'dist/test/dial.spec.js',
       'dist/test/hostile-peers.spec.js',
+      'dist/test/inbound-connections.spec.js',
       'dist/test/lifecycle.spec.js',
       'dist/test/limits.spec.js',
       'dist/test/listener-close.spec.js',
