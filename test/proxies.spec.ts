@@ -153,6 +153,16 @@ describe('behind a trusted proxy', function () {
       expect(listenerEventCount(listening.metrics, 'handshake_timeout')).to.equal(0)
     })
 
+    it('a client silent after its proxy\'s header is counted as a handshake timeout, not a PROXY one', async () => {
+      const listening = await listeningNode(nodes, { ...PROXY, handshakeTimeout: 300 })
+      const client = await rawClient(listening.ma)
+      client.write(proxyV1('192.0.2.1', 1))
+
+      await client.waitFor(c => c.closed, 5_000, 'the listener destroying the socket')
+      expect(listenerEventCount(listening.metrics, 'handshake_timeout')).to.equal(1)
+      expect(listenerEventCount(listening.metrics, 'proxy_timeout')).to.equal(0)
+    })
+
     it('a socket waiting for its header is terminated when the node stops', async () => {
       const listening = await listeningNode(nodes, PROXY)
       const client = await rawClient(listening.ma)

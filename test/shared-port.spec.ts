@@ -7,6 +7,8 @@ import { expect } from 'aegir/chai'
 import { WebSocket } from 'ws'
 import { echo } from '../toolbox/echo.ts'
 import { createNode } from '../toolbox/node.ts'
+import { rawClient } from '../toolbox/raw-client.ts'
+import { upgradeRequest } from '../toolbox/raw-websocket.ts'
 import { bareListener, LOOPBACK_WS } from './fixtures/bare-listener.ts'
 import { certificate } from './fixtures/certificate.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
@@ -126,6 +128,27 @@ describe('one port for libp2p and HTTP', function () {
       await withDeadline(response.socketClosed, 5_000, 'the idle connection being closed')
       expect(listenerEventCount(metrics, 'request_idle')).to.equal(1)
       await until(() => totalOf(listener.socketCounts()) === 0, 5_000, 'the listener letting go')
+    })
+
+    it('ends a kept-alive connection that became a WebSocket by its inactivity as a connection, not as idle HTTP', async () => {
+      const { listener, ma, metrics } = await listeningNode(nodes, {
+        requestHandler: (req, res) => { res.end('hi') },
+        // both the served connection's idle time and the libp2p connection's
+        inboundSocketInactivityTimeout: 200,
+        http: { keepAliveTimeout: 60_000 }
+      })
+      const client = await rawClient(ma)
+      client.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+      await client.waitFor(c => c.received.includes('hi'), 5_000, 'the response')
+
+      client.write(upgradeRequest())
+      await client.waitFor(c => c.received.includes('101 Switching Protocols'), 5_000, 'the upgrade')
+      await until(() => listener.socketCounts().upgrading === 1, 5_000, 'the WebSocket reaching libp2p')
+
+      // the served connection's idle timer, started at the response and so
+      // due first, must have stopped at the upgrade
+      await client.waitFor(c => c.closed, 5_000, 'the silent connection timing out')
+      expect(listenerEventCount(metrics, 'request_idle')).to.equal(0)
     })
 
     it('does not count connections being served as handshakes', async () => {
