@@ -33,6 +33,7 @@ export default {
       'dist/test/dial.spec.js',
       'dist/test/hostile-peers.spec.js',
       'dist/test/inbound-connections.spec.js',
+      'dist/test/inbound-sockets.spec.js',
       'dist/test/lifecycle.spec.js',
       'dist/test/limits.spec.js',
       'dist/test/listener-close.spec.js',
