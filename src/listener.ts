@@ -3,7 +3,6 @@ import https from 'node:https'
 import net from 'node:net'
 import { AlreadyStartedError, ListenError } from '@libp2p/interface'
 import { getNetConfig, getThinWaistAddresses } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { TypedEventEmitter } from 'main-event'
 import { AttachedServer } from './attached-server.ts'
@@ -191,8 +190,10 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
       return
     }
 
-    this.status = 'starting'
+    // throws for an address it cannot bind (a Unix socket path, say), before
+    // anything changes: the listener may still listen elsewhere
     const config = getNetConfig(ma)
+    this.status = 'starting'
     this.addr = `${config.host}:${config.port}`
     this.http = WebSockets.exactMatch(ma) ? this.upgrades.watch(http.createServer(this.init.http ?? {}, this.httpRequestHandler)) : undefined
     this.https = WebSocketsSecure.exactMatch(ma) ? this.createHttpsServer() : undefined
@@ -331,12 +332,10 @@ export class WebSocketListener extends TypedEventEmitter<ListenerEvents> impleme
 
     const address = this.server.address()
 
-    if (address == null || this.status !== 'listening') {
+    // a string would be the path of a Unix socket, which listen() never binds:
+    // getNetConfig() takes IP and DNS addresses only
+    if (address == null || typeof address === 'string' || this.status !== 'listening') {
       return []
-    }
-
-    if (typeof address === 'string') {
-      return [multiaddr(`/unix/${encodeURIComponent(address)}/ws`)]
     }
 
     const addrs = getThinWaistAddresses(this.listeningMultiaddr, address.port)

@@ -33,6 +33,21 @@ function portOf (ma: Multiaddr): number {
   return parseInt(port, 10)
 }
 
+/**
+ * Both ends of a fresh loopback TCP connection
+ */
+async function socketPair (): Promise<{ client: net.Socket, accepted: net.Socket }> {
+  const server = net.createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const accepted = pEvent<'connection', net.Socket>(server, 'connection', { signal: AbortSignal.timeout(DEADLINE) })
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  const pair = { client, accepted: await accepted }
+  server.close()
+  client.destroy()
+
+  return pair
+}
+
 function fingerprintOf (pem: string): string {
   return new X509Certificate(pem).fingerprint256
 }
@@ -247,6 +262,34 @@ describe('listener', function () {
       }
     })
 
+    it('refuses an address it cannot bind, and listens on the next one', async () => {
+      const listener = createListener()
+
+      await expect(listener.listen(multiaddr('/unix/%2Ftmp%2Fcleanstop.sock/ws'))).to.eventually.be.rejected()
+        .with.property('name', 'InvalidParametersError')
+
+      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+      expect(listener.getAddrs()).to.have.lengthOf(1)
+    })
+
+    it('binds an IPv6 address for IPv6 only and an IPv4 one as it is, as @libp2p/tcp does', async () => {
+      const listen = net.Server.prototype.listen
+      const options: net.ListenOptions[] = []
+      net.Server.prototype.listen = function (this: net.Server, ...args: any[]) {
+        options.push(args[0])
+        return listen.apply(this, args as any)
+      } as typeof listen
+
+      try {
+        await createListener().listen(multiaddr('/ip6/::1/tcp/0/ws'))
+        await createListener().listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+      } finally {
+        net.Server.prototype.listen = listen
+      }
+
+      expect(options.map(option => option.ipv6Only)).to.deep.equal([true, false])
+    })
+
     it('has no addresses once closed', async () => {
       const listener = createListener()
       await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
@@ -308,6 +351,30 @@ describe('listener', function () {
         signal: AbortSignal.timeout(DEADLINE)
       })).to.eventually.be.rejected()
         .with.property('code', 'ECONNREFUSED')
+    })
+  })
+
+  describe('before listening and once closed', () => {
+    it('destroys a socket handed to it while it does not listen', async () => {
+      const { accepted } = await socketPair()
+      const listener = createListener() as unknown as { onSocketConnection(socket: net.Socket): void }
+
+      listener.onSocketConnection(accepted)
+
+      expect(accepted.destroyed).to.be.true()
+    })
+
+    it('terminates a WebSocket whose upgrade completed once it was closing', async () => {
+      const listener = createListener()
+      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+      await listener.close()
+      let terminated = 0
+      const websocket = { terminate: () => { terminated++ } }
+      const internals = listener as unknown as { onWsServerConnection(...args: unknown[]): void }
+
+      internals.onWsServerConnection(websocket, {}, {}, { host: '127.0.0.1', port: 1 })
+
+      expect(terminated).to.equal(1)
     })
   })
 
@@ -414,6 +481,7 @@ describe('listener', function () {
       })
 
       expect(res.statusCode).to.equal(400)
+      expect(res.headers['content-type']).to.equal('text/plain')
       expect(body).to.not.be.empty()
     })
 
@@ -481,6 +549,17 @@ describe('listener', function () {
       // both kinds of dial work on the one port
       await assertDialable(secure)
       await assertDialable(insecure)
+    })
+
+    it('keeps its certificate when another is provisioned while it serves HTTPS', async () => {
+      const { listener, port } = await listenerWithProvisionedCertificate()
+      let listening = 0
+      listener.addEventListener('listening', () => { listening++ })
+
+      provision('certificate:provision', renewedCertificate)
+
+      expect(listening).to.equal(0)
+      expect(await presentedFingerprint(port)).to.equal(fingerprintOf(certificate.cert))
     })
 
     it('serves a renewed certificate to new connections', async () => {

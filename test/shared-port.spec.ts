@@ -211,6 +211,7 @@ describe('one port for libp2p and HTTP', function () {
       expect(totalOf(listener.socketCounts())).to.equal(0)
       expect(server.listening).to.be.true()
       expect(server.listenerCount('upgrade')).to.equal(0)
+      expect(listener.getAddrs()).to.be.empty()
 
       // the user's kept-alive connection lives on, and serves again
       expect(requestSockets[0].destroyed).to.be.false()
