@@ -1,3 +1,4 @@
+import { AlreadyStartedError, ListenError } from '@libp2p/interface'
 import { defaultLogger } from '@libp2p/logger'
 import { getNetConfig } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -138,8 +139,7 @@ describe('listener lifecycle', () => {
     const bare = newListener()
     await bare.listener.close()
 
-    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'listen()')).to.eventually.be.rejected()
-      .with.property('name', 'ListenError')
+    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'listen()')).to.eventually.be.rejectedWith(ListenError, 'a closed listener cannot listen again')
 
     await assertNothingLeft(port, before)
   })
@@ -151,8 +151,7 @@ describe('listener lifecycle', () => {
     await withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'listen()')
     await withDeadline(bare.listener.close(), DEADLINE, 'close()')
 
-    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'listen() again')).to.eventually.be.rejected()
-      .with.property('name', 'ListenError')
+    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'listen() again')).to.eventually.be.rejectedWith(ListenError, 'a closed listener cannot listen again')
 
     await assertNothingLeft(port, before)
   })
@@ -165,11 +164,9 @@ describe('listener lifecycle', () => {
     const first = bare.listener.listen(wsAddr(port))
     const second = bare.listener.listen(wsAddr(port))
 
-    await expect(withDeadline(second, DEADLINE, 'the second listen()')).to.eventually.be.rejected()
-      .with.property('name', 'AlreadyStartedError')
+    await expect(withDeadline(second, DEADLINE, 'the second listen()')).to.eventually.be.rejectedWith(AlreadyStartedError, 'already listening')
     await withDeadline(first, DEADLINE, 'the first listen()')
-    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'a third listen()')).to.eventually.be.rejected()
-      .with.property('name', 'AlreadyStartedError')
+    await expect(withDeadline(bare.listener.listen(wsAddr(port)), DEADLINE, 'a third listen()')).to.eventually.be.rejectedWith(AlreadyStartedError, 'already listening')
 
     expect(bare.listener.getAddrs().map(String)).to.deep.equal([wsAddr(port).toString()])
     expect(await withDeadline(refused(port), DEADLINE, 'a connect to the port')).to.be.false()

@@ -1,3 +1,4 @@
+import http from 'node:http'
 import net from 'node:net'
 import { defaultLogger } from '@libp2p/logger'
 import { getNetConfig } from '@libp2p/utils'
@@ -185,6 +186,27 @@ describe('the listener\'s metrics', () => {
     client.resetAndDestroy()
 
     await until(() => events().some(event => event[`${addr} error`] === true), 5_000, 'the socket error being counted')
+  })
+
+  it('counts an error of its server, which does not take the process down', async () => {
+    await listen()
+    const { server } = listener as unknown as { server: net.Server }
+
+    server.emit('error', Object.assign(new Error('accept failed'), { code: 'EMFILE' }))
+
+    expect(errors()).to.deep.equal([{ [`${addr} server_error`]: true }])
+  })
+
+  it('reports an attached listener as listening, and counts the upgrades it takes from the user\'s server', async () => {
+    const server = http.createServer()
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const ma = await listen({ server })
+    clients.push(await upgradedClient(ma))
+
+    expect(addr).to.equal(`127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+    expect(recording.updates.get('libp2p_websockets_listener_status_info')).to.deep.equal([{ [addr]: 1 }])
+    await until(() => events().some(event => event[`${addr} connection`] === true), 5_000, 'the upgrade being counted')
   })
 
   it('counts a listen that failed', async () => {

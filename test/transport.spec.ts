@@ -7,6 +7,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { expect } from 'aegir/chai'
 import { TypedEventEmitter } from 'main-event'
 import { webSockets } from '../src/index.ts'
+import { until, withDeadline } from './fixtures/deadline.ts'
+import { recordingUpgrader } from './fixtures/recording-upgrader.ts'
 import type { Libp2pEvents, PeerId, Transport } from '@libp2p/interface'
 
 function createTransport (): Transport {
@@ -170,4 +172,41 @@ describe('transport', () => {
 
   describeFilter('listenFilter', () => peerId)
   describeFilter('dialFilter', () => peerId)
+})
+
+describe('logging', () => {
+  /**
+   * The names a transport asks its logger for while it listens, dials and
+   * accepts one connection
+   */
+  async function componentNames (factory: typeof webSockets): Promise<string[]> {
+    const names = new Set<string>()
+    const logger = {
+      forComponent: (name: string) => {
+        names.add(name)
+        return defaultLogger().forComponent(name)
+      }
+    }
+    const transport = factory()({ logger, events: new TypedEventEmitter<Libp2pEvents>() })
+    const upgrader = recordingUpgrader()
+    const listener = transport.createListener({ upgrader: upgrader.upgrader })
+
+    try {
+      await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+      await transport.dial(listener.getAddrs()[0], { upgrader: upgrader.upgrader, signal: AbortSignal.timeout(5_000) })
+      await until(() => upgrader.inbound.length === 1, 5_000, 'the inbound connection')
+    } finally {
+      upgrader.abortAll()
+      await withDeadline(listener.close(), 5_000, 'closing the listener')
+    }
+
+    return [...names].sort()
+  }
+
+  it('logs under the component names upstream uses, so that the same DEBUG filters apply', async () => {
+    const ours = await componentNames(webSockets)
+
+    expect(ours).to.deep.equal(await componentNames(upstreamWebSockets as typeof webSockets))
+    expect(ours).to.include.members(['libp2p:websockets', 'libp2p:websockets:listener', 'libp2p:websockets:connection'])
+  })
 })
