@@ -545,7 +545,7 @@ describe('a connection over a WebSocket the test drives', () => {
   })
 
   it('starts one poll however many writes find the buffer full', () => {
-    const { websocket, maConn, timers } = fullBufferedConnection()
+    const { maConn, timers } = fullBufferedConnection()
 
     maConn.send(Uint8Array.from([1]))
     maConn.send(Uint8Array.from([2]))
