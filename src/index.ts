@@ -92,7 +92,7 @@ export interface WebSocketsInit extends AbortOptions {
    * property of a WebSocket exceeds `maxBufferedAmount`, poll the field every
    * this number of ms to see if the socket can accept new data. Only used
    * where the socket under the WebSocket cannot be reached (browsers); in
-   * Node.js writing resumes on the socket's `drain` event
+   * Node.js writing resumes as soon as the socket has taken what was sent
    *
    * @default 10
    */
