@@ -41,6 +41,7 @@ export default {
       'dist/test/metrics.spec.js',
       'dist/test/proxies.spec.js',
       'dist/test/proxy-protocol.spec.js',
+      'dist/test/served-connection.spec.js',
       'dist/test/shared-port.spec.js',
       'dist/test/shutdown-inbound.spec.js',
       'dist/test/shutdown-outbound.spec.js',

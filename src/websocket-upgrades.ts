@@ -183,9 +183,35 @@ export class WebSocketUpgrades {
     this.sockets.rawSocketOf(socket)?.destroy()
   }
 
-  private onClientError (err: Error, socket: Duplex): void {
+  private onClientError (err: NodeJS.ErrnoException, socket: Duplex): void {
     this.log('HTTP client error - %e', err)
     this.init.countEvent('http_error')
+
+    // a request the server could not read gets the status Node.js answers it
+    // with when nobody listens for 'clientError': a peer that reset the
+    // connection gets nothing, nor does one whose socket carries a response
+    // already (a kept-alive connection the user's handler serves)
+    if (err.code !== 'ECONNRESET' && socket.writable && (socket as net.Socket).bytesWritten === 0) {
+      socket.write(`HTTP/1.1 ${clientErrorStatus(err.code)}\r\nConnection: close\r\n\r\n`)
+    }
+
     socket.destroy()
+  }
+}
+
+/**
+ * The status line for a request the HTTP server could not read, as Node.js
+ * chooses it
+ */
+function clientErrorStatus (code?: string): string {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return '431 Request Header Fields Too Large'
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return '413 Payload Too Large'
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return '408 Request Timeout'
+    default:
+      return '400 Bad Request'
   }
 }

@@ -235,23 +235,27 @@ describe('hostile and broken peers', function () {
 
     const malformedRequests = [{
       name: 'a header line without a colon',
-      request: 'GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n'
+      request: 'GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n',
+      status: 400
     }, {
       name: 'headers larger than the HTTP server accepts',
-      request: `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Large: ${'a'.repeat(64 * 1024)}\r\n\r\n`
+      request: `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Large: ${'a'.repeat(64 * 1024)}\r\n\r\n`,
+      status: 431
     }, {
       name: 'binary garbage after a printable first byte',
-      request: Buffer.concat([Buffer.from('G'), Buffer.from([0, 1, 2, 0xff, 0xfe, 13, 10, 13, 10])])
+      request: Buffer.concat([Buffer.from('G'), Buffer.from([0, 1, 2, 0xff, 0xfe, 13, 10, 13, 10])]),
+      status: 400
     }]
 
     for (const malformed of malformedRequests) {
-      it(`destroys and counts the socket of a malformed HTTP request: ${malformed.name}`, async () => {
+      it(`answers a malformed HTTP request with ${malformed.status}, then destroys and counts its socket: ${malformed.name}`, async () => {
         const { listener, metrics, ma } = await listeningNode(nodes)
         const client = await track(rawClient(ma))
 
         client.write(malformed.request)
         await client.waitFor(c => c.closed, DEADLINE, 'the server closing the socket')
 
+        expect(client.received.toString('latin1')).to.match(new RegExp(`^HTTP/1\\.1 ${malformed.status} [^\\r]+\\r\\nConnection: close\\r\\n\\r\\n$`))
         expect(listenerEventCount(metrics, 'http_error')).to.equal(1)
         await until(() => totalOf(listener.socketCounts()) === 0, DEADLINE, 'the listener releasing the socket')
       })
@@ -269,6 +273,26 @@ describe('hostile and broken peers', function () {
       expect(listenerEventCount(metrics, 'handshake_timeout')).to.equal(0)
       await until(() => totalOf(listener.socketCounts()) === 0, DEADLINE, 'the listener releasing the socket')
     })
+
+    for (const [firstByte, protocol] of [[0x1F, 'tls'], [0x20, 'http'], [0x7E, 'http'], [0x7F, 'tls']] as const) {
+      it(`takes a first byte of 0x${firstByte.toString(16)} for ${protocol === 'tls' ? 'TLS' : 'HTTP'}: printable ASCII starts an HTTP request`, async () => {
+        const { metrics, ma } = await listeningNode(nodes)
+        const client = await track(rawClient(ma))
+        client.write(Buffer.concat([Uint8Array.from([firstByte]), Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')]))
+
+        await client.waitFor(c => c.closed, DEADLINE, 'the listener ending the socket')
+
+        if (protocol === 'tls') {
+          // this listener serves no TLS
+          expect(listenerEventCount(metrics, 'unexpected_tls')).to.equal(1)
+          expect(client.received).to.have.lengthOf(0)
+        } else {
+          // the HTTP server's answer to a malformed request line
+          expect(client.received.toString('latin1')).to.match(/^HTTP\/1\.1 400 /)
+          expect(listenerEventCount(metrics, 'unexpected_tls')).to.equal(0)
+        }
+      })
+    }
 
     it('destroys and counts plain HTTP on a listener that only serves TLS', async () => {
       const { listener, metrics, ma } = await listeningNode(nodes, {}, true)

@@ -135,8 +135,10 @@ describe('the listener\'s metrics', () => {
       expect(recording.options.get(name), name).to.deep.equal(upstream.options.get(name))
     }
     // ours, beside them
-    expect(recording.options.get('libp2p_websockets_listener_sockets')).to.have.property('label', 'phase')
-    expect(recording.options.get('libp2p_websockets_listener_sockets')).to.have.property('help').that.is.not.empty()
+    for (const name of ['libp2p_websockets_listener_sockets', 'libp2p_websockets_dialer_sockets']) {
+      expect(recording.options.get(name), name).to.have.property('label', 'phase')
+      expect(recording.options.get(name), name).to.have.property('help').that.is.not.empty()
+    }
   })
 
   it('reports its address as listening, then as closed', async () => {
