@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import net from 'node:net'
-import { stop } from '@libp2p/interface'
+import { AbortError, ConnectionFailedError, stop } from '@libp2p/interface'
 import { defaultLogger } from '@libp2p/logger'
+import { getNetConfig } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WebSockets, WebSocketsSecure } from '@multiformats/multiaddr-matcher'
 import { expect } from 'aegir/chai'
@@ -17,7 +19,7 @@ import { recordingMetrics } from './fixtures/recording-metrics.ts'
 import { recordingUpgrader } from './fixtures/recording-upgrader.ts'
 import type { OutboundPhase, WebSocketsInit } from '../src/index.ts'
 import type { RecordingUpgrader } from './fixtures/recording-upgrader.ts'
-import type { Libp2p, Libp2pEvents, Metrics, Transport } from '@libp2p/interface'
+import type { DialTransportOptions, Libp2p, Libp2pEvents, Metrics, Transport } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { MultiaddrMatcher } from '@multiformats/multiaddr-matcher'
 import type { IncomingMessage } from 'node:http'
@@ -332,7 +334,8 @@ describe('dial', function () {
     it('aborts a dial to a peer that never answers', async () => {
       const server = await silentServer()
       closers.push(async () => { await server.close() })
-      const transport = createTransport()
+      const { metrics, increments } = recordingMetrics()
+      const transport = createTransport({}, metrics)
       const controller = new AbortController()
 
       const dial = transport.dial(server.multiaddr.encapsulate('/ws'), {
@@ -347,9 +350,9 @@ describe('dial', function () {
       const start = Date.now()
       controller.abort()
 
-      await expect(dial).to.eventually.be.rejected()
-        .with.property('name', 'AbortError')
+      await expect(dial).to.eventually.be.rejectedWith(AbortError, `Dial to ws://127.0.0.1:${getNetConfig(server.multiaddr).port} was aborted`)
       expect(Date.now() - start).to.be.lessThan(2_000)
+      expect(increments.get('libp2p_websockets_dialer_events_total')).to.deep.equal([{ abort: true }])
 
       // the dialer let go of the socket, the server sees it closed
       await server.allClosed(5_000)
@@ -364,8 +367,19 @@ describe('dial', function () {
       await expect(transport.dial(multiaddr(`/ip4/127.0.0.1/tcp/${port}/ws`), {
         upgrader: upgrader.upgrader,
         signal: AbortSignal.timeout(DEADLINE)
-      })).to.eventually.be.rejected()
-        .with.property('name', 'ConnectionFailedError')
+      })).to.eventually.be.rejectedWith(ConnectionFailedError, new RegExp(`^Could not connect to ws://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
+    })
+
+    it('dials without an abort signal, and leaves no listener on one it was given', async () => {
+      const { ma } = await createWebSocketServer()
+      const transport = createTransport()
+      const signal = AbortSignal.timeout(DEADLINE)
+
+      await transport.dial(ma, { upgrader: upgrader.upgrader } as unknown as DialTransportOptions)
+      await transport.dial(ma, { upgrader: upgrader.upgrader, signal })
+
+      expect(upgrader.outbound).to.have.lengthOf(2)
+      expect(getEventListeners(signal, 'abort')).to.be.empty()
     })
   })
 

@@ -13,6 +13,7 @@ import { webSockets } from '../src/index.ts'
 import { echoOnConnection, handleEcho } from '../toolbox/echo.ts'
 import { createNode } from '../toolbox/node.ts'
 import { certificate, renewedCertificate } from './fixtures/certificate.ts'
+import { until } from './fixtures/deadline.ts'
 import { upgraderOf } from './fixtures/upgrader.ts'
 import type { WebSocketsInit } from '../src/index.ts'
 import type { Connection, Libp2p, Libp2pEvents, Listener, TLSCertificate } from '@libp2p/interface'
@@ -270,6 +271,32 @@ describe('listener', function () {
 
       await listener.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
       expect(listener.getAddrs()).to.have.lengthOf(1)
+    })
+
+    it('leaves on its server no listener of its listen(), whether that bound or failed', async () => {
+      const first = createListener()
+      await first.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+      const second = createListener()
+      await expect(second.listen(first.getAddrs()[0])).to.eventually.be.rejected()
+      await second.listen(multiaddr('/ip4/127.0.0.1/tcp/0/ws'))
+
+      for (const listener of [first, second]) {
+        const { server } = listener as unknown as { server: net.Server }
+        expect(server.listenerCount('listening')).to.equal(0)
+        // the listener's own: counted as a server error
+        expect(server.listenerCount('error')).to.equal(1)
+      }
+    })
+
+    it('moves a TLS socket on to the HTTP phase once its handshake is done', async () => {
+      const { listener, port } = await listenerWithProvisionedCertificate()
+      const socket = tls.connect({ host: '127.0.0.1', port, ca: [certificate.cert] })
+      sockets.push(socket)
+      await pEvent(socket, 'secureConnect', { signal: AbortSignal.timeout(DEADLINE) })
+
+      const counts = (): Record<string, number> => (listener as unknown as { socketCounts(): Record<string, number> }).socketCounts()
+      await until(() => counts().http === 1, DEADLINE, 'the socket reaching the HTTP phase')
+      expect(counts().tls).to.equal(0)
     })
 
     it('binds an IPv6 address for IPv6 only and an IPv4 one as it is, as @libp2p/tcp does', async () => {

@@ -238,13 +238,15 @@ describe('one port for libp2p and HTTP', function () {
 
     it('with upgradePath, leaves the other upgrade requests to the server\'s other listeners', async () => {
       const { server, port } = await userServer()
+      const node = await createNode({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], init: { server, upgradePath: '/' } })
+      nodes.push(node)
+      // the app's handler comes after ours: ours must leave the request alone,
+      // not race the app to it
       server.on('upgrade', (req, socket) => {
         if (req.url === '/app-socket') {
           socket.end('HTTP/1.1 418 I\'m a teapot\r\nConnection: close\r\n\r\n')
         }
       })
-      const node = await createNode({ listen: ['/ip4/127.0.0.1/tcp/0/ws'], init: { server, upgradePath: '/' } })
-      nodes.push(node)
 
       const status = await withDeadline(new Promise<number>(resolve => {
         const ws = new WebSocket(`ws://127.0.0.1:${port}/app-socket`)
@@ -274,6 +276,11 @@ describe('one port for libp2p and HTTP', function () {
       await second.listener.close()
       expect(server.listenerCount('upgrade')).to.equal(0)
       expect(server.listening).to.be.true()
+
+      // once the first has let go of it, the server may be attached again
+      const third = bareListener({ server })
+      await third.listener.listen(LOOPBACK_WS)
+      await third.listener.close()
     })
   })
 })
