@@ -135,8 +135,8 @@ describe('the listener\'s metrics', () => {
       expect(recording.options.get(name), name).to.deep.equal(upstream.options.get(name))
     }
     // ours, beside them
-    for (const name of ['libp2p_websockets_listener_sockets', 'libp2p_websockets_dialer_sockets']) {
-      expect(recording.options.get(name), name).to.have.property('label', 'phase')
+    for (const [name, label] of [['libp2p_websockets_listener_sockets', 'phase'], ['libp2p_websockets_dialer_sockets', 'phase'], ['libp2p_websockets_listener_proxied_total', 'proxy']]) {
+      expect(recording.options.get(name), name).to.have.property('label', label)
       expect(recording.options.get(name), name).to.have.property('help').that.is.not.empty()
     }
   })

@@ -8,6 +8,7 @@ import { createNode } from '../toolbox/node.ts'
 import { startRemoteNode } from '../toolbox/remote-node.ts'
 import { silentServer } from '../toolbox/silent-server.ts'
 import { withDeadline, until } from './fixtures/deadline.ts'
+import { FakeWebSocket } from './fixtures/fake-websocket.ts'
 import { muteWebSocketServer } from './fixtures/hand-made-websocket-server.ts'
 import { totalOf, transportOf } from './fixtures/internals.ts'
 import type { RemoteNode } from '../toolbox/remote-node.ts'
@@ -145,5 +146,23 @@ describe('outbound sockets', () => {
     await expect(withDeadline(dial, 1_000, 'the dial settling')).to.eventually.be.rejected()
     await server.allClosed(1_000)
     await withDeadline(mute.clientClosed(), 1_000, 'the mute server seeing the socket close')
+  })
+
+  it('afterStop gives up on a socket that does not report its close within closeTimeout', async () => {
+    const transport = webSockets({ closeTimeout: 100 })({
+      logger: defaultLogger(),
+      events: new TypedEventEmitter<Libp2pEvents>()
+    }) as TrackingTransport & Startable
+    // terminated, it never reports its close
+    const websocket = new FakeWebSocket()
+    websocket.terminate = () => {}
+    const { dialed } = transport as unknown as { dialed: { track(websocket: FakeWebSocket, phase: string): void } }
+    dialed.track(websocket, 'open')
+
+    await transport.beforeStop?.()
+    const start = Date.now()
+    await withDeadline(transport.afterStop?.(), 1_000, 'afterStop()')
+
+    expect(Date.now() - start).to.be.at.least(90)
   })
 })

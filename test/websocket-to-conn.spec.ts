@@ -534,6 +534,18 @@ describe('a connection over a WebSocket the test drives', () => {
     expect(websocket.sent.map(({ data }) => data.byteLength)).to.deep.equal([65_537])
   })
 
+  it('holds the writer back from 4 MiB buffered by default', () => {
+    const websocket = new FakeWebSocket()
+    const maConn = toFakeMaConn(websocket, { maxBufferedAmount: undefined })
+
+    websocket.buffered = 4 * 1024 * 1024 - 1
+    expect(maConn.send(Uint8Array.from([1]))).to.be.true()
+
+    websocket.buffered = 4 * 1024 * 1024
+    expect(maConn.send(Uint8Array.from([2]))).to.be.false()
+    maConn.abort(new Error('test over'))
+  })
+
   it('sends no message for an empty write', () => {
     const websocket = new FakeWebSocket()
     const maConn = toFakeMaConn(websocket)
