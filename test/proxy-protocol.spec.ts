@@ -40,6 +40,7 @@ describe('PROXY protocol reader', () => {
     ['v1 TCP6, IPv4-mapped', proxyV1('::ffff:192.0.2.9', 80, '::1'), { version: 1, source: { host: '192.0.2.9', port: 80 } }],
     ['v1 UNKNOWN', Buffer.from('PROXY UNKNOWN\r\n'), { version: 1 }],
     ['v1 UNKNOWN with addresses', Buffer.from('PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n'), { version: 1 }],
+    ['v1 UNKNOWN with any printable ASCII after it', Buffer.from('PROXY UNKNOWN ~ ! x\r\n'), { version: 1 }],
     ['v1 of the longest length', proxyV1('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 65_535, 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe', 65_535), { version: 1, source: { host: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', port: 65_535 } }],
     ['v2 INET', proxyV2({ source: '192.0.2.8', sourcePort: 40_000 }), { version: 2, source: { host: '192.0.2.8', port: 40_000 } }],
     ['v2 INET6', proxyV2({ source: '2001:db8::8', sourcePort: 0 }), { version: 2, source: { host: '2001:db8::8', port: 0 } }],
@@ -95,6 +96,9 @@ describe('PROXY protocol reader', () => {
     ['v1 with a NUL byte', Buffer.from('PROXY TCP4 192.0.2.1\u0000 127.0.0.1 1 2\r\n'), 'malformed'],
     ['v1 with a byte above 0x7e', Buffer.from('PROXY TCP4 192.0.2.1\u00ff 127.0.0.1 1 2\r\n', 'latin1'), 'malformed'],
     ['v1 with no CRLF within 107 bytes', Buffer.from(`PROXY UNKNOWN ${'a'.repeat(200)}\r\n`), 'oversized'],
+    ['v1 of 107 bytes without its CRLF', Buffer.from(`PROXY UNKNOWN ${'a'.repeat(93)}`), 'oversized'],
+    ['v1 with a byte below 0x20', Buffer.from('PROXY UNKNOWN \u001f\r\n'), 'malformed'],
+    ['v1 with a DEL byte', Buffer.from('PROXY UNKNOWN \u007f\r\n'), 'malformed'],
     ['v2 with a broken signature', Buffer.concat([V2_SIGNATURE.subarray(0, 11), Buffer.from([0x0B]), proxyV2().subarray(12)]), 'malformed'],
     ['v2 of version 1', proxyV2({ version: 1 }), 'version'],
     ['v2 of version 3', proxyV2({ version: 3 }), 'version'],
@@ -115,6 +119,9 @@ describe('PROXY protocol reader', () => {
 
         expect(result.header, 'read as a header').to.be.undefined()
         expect(result.error?.reason).to.equal(reason)
+        // what the listener's log says of the refusal
+        expect(result.error).to.have.property('name', 'ProxyHeaderError')
+        expect(result.error?.message).to.not.be.empty()
       })
     }
   }
@@ -124,6 +131,10 @@ describe('PROXY protocol reader', () => {
     expect(read(Buffer.from('PROXZ')).error?.reason).to.equal('malformed')
     expect(read(Buffer.concat([V2_SIGNATURE, Buffer.from([0x31])])).error?.reason).to.equal('version')
     expect(read(Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x51])])).error?.reason).to.equal('family')
+  })
+
+  it('reads a v2 header that has no address block, with nothing after it', () => {
+    expect(read(proxyV2({ command: 0, family: 0 }))).to.deep.equal({ header: { version: 2 }, rest: Buffer.alloc(0) })
   })
 
   it('waits for the rest of a header that is cut short, holding no more than its bound', () => {
