@@ -1,5 +1,5 @@
 import { expect } from 'aegir/chai'
-import { TrustedProxies } from '../src/client-address.ts'
+import { normaliseHost, TrustedProxies } from '../src/client-address.ts'
 import { parseForwarded } from '../src/forwarded.ts'
 import type { ClientAddress } from '../src/client-address.ts'
 
@@ -27,6 +27,19 @@ describe('forwarding headers', () => {
       expect(parseForwarded('for=unknown')).to.deep.equal([{ host: 'unknown', port: undefined, proto: undefined }])
       expect(parseForwarded('proto=https')).to.deep.equal([{ host: 'unknown', port: undefined, proto: 'https' }])
       expect(parseForwarded(['for=192.0.2.1', 'for=192.0.2.2'])?.map(hop => hop.host)).to.deep.equal(['192.0.2.1', '192.0.2.2'])
+    })
+
+    it('reads what the grammar allows around values: spaces and tabs, quoted pairs, any case, ports at their bounds', () => {
+      expect(parseForwarded('for=192.0.2.1 ;\tproto=https ,\tfor=192.0.2.2')).to.deep.equal([
+        { host: '192.0.2.1', port: undefined, proto: 'https' },
+        { host: '192.0.2.2', port: undefined, proto: undefined }
+      ])
+      expect(parseForwarded('for="192.0.2.\\1:\\80"')).to.deep.equal([{ host: '192.0.2.1', port: 80, proto: undefined }])
+      expect(parseForwarded('FOR =192.0.2.1')?.map(hop => hop.host)).to.deep.equal(['192.0.2.1'])
+      expect(parseForwarded('for="192.0.2.1:65535", for="192.0.2.1:65536", for="[2001:db8::1]:0"')?.map(hop => hop.port)).to.deep.equal([65_535, undefined, 0])
+      expect(parseForwarded('for="[2001:db8::1]", for="[2001:db8::1]x80"')?.map(hop => hop.port)).to.deep.equal([undefined, undefined])
+      // not the grammar's (IPv6 must be in brackets), but what some proxies send
+      expect(parseForwarded('for="2001:db8::1"')).to.deep.equal([{ host: '2001:db8::1', port: undefined, proto: undefined }])
     })
 
     it('says nothing of a header that does not follow the grammar', () => {
@@ -72,6 +85,18 @@ describe('forwarding headers', () => {
       expect(trusted.clientOf(PEER, { 'x-forwarded-for': '2001:db8::1', 'x-forwarded-proto': 'https' })).to.deep.equal({ host: '2001:db8::1', port: 0, secure: true })
       expect(trusted.clientOf(PEER, { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': 'http, https' })).to.deep.equal({ host: '192.0.2.1', port: 0, secure: false })
       expect(trusted.clientOf(PEER, { 'x-forwarded-for': '::ffff:192.0.2.1' })).to.deep.equal({ host: '192.0.2.1', port: 0, secure: undefined })
+    })
+
+    it('reads ws and wss as well as http and https from X-Forwarded-Proto, and nothing else', () => {
+      const trusted = new TrustedProxies(['127.0.0.1'])
+      const secure = (proto: string): boolean | undefined => trusted.clientOf(PEER, { 'x-forwarded-for': '192.0.2.1', 'x-forwarded-proto': proto }).secure
+
+      expect(['wss', 'WS', 'https', 'http', 'ftp', ''].map(secure)).to.deep.equal([true, false, true, false, undefined, undefined])
+    })
+
+    it('leaves a host that is not an IP address as it is', () => {
+      expect(normaliseHost('unknown')).to.equal('unknown')
+      expect(normaliseHost('::ffff:192.0.2.1')).to.equal('192.0.2.1')
     })
 
     it('takes the right-most address that is not a trusted proxy', () => {
