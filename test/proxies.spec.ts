@@ -153,6 +153,18 @@ describe('behind a trusted proxy', function () {
       expect(listenerEventCount(listening.metrics, 'handshake_timeout')).to.equal(0)
     })
 
+    it('a proxy that ends its connection after a whole header has not cut the header short', async () => {
+      const listening = await listeningNode(nodes, PROXY)
+      const client = await rawClient(listening.ma)
+      client.write(Buffer.concat([proxyV1('192.0.2.1', 1), Buffer.from('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')]))
+      await until(() => listening.listener.socketCounts().http === 1, 5_000, 'the request reaching the HTTP server')
+
+      client.socket.end()
+
+      await client.waitFor(c => c.closed, 5_000, 'the listener closing the socket')
+      expect(listenerEventCount(listening.metrics, 'proxy_truncated')).to.equal(0)
+    })
+
     it('a client silent after its proxy\'s header is counted as a handshake timeout, not a PROXY one', async () => {
       const listening = await listeningNode(nodes, { ...PROXY, handshakeTimeout: 300 })
       const client = await rawClient(listening.ma)
