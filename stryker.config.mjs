@@ -48,6 +48,7 @@ export default {
       'dist/test/socket-registry.spec.js',
       'dist/test/transport.spec.js',
       'dist/test/upstream-parity.spec.js',
+      'dist/test/utils.spec.js',
       'dist/test/websocket-to-conn.spec.js'
     ]
   },
